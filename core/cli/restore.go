@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"flag"
+	"fmt"
+
+	"github.com/diskcast/diskcast/core/image"
+	"github.com/diskcast/diskcast/core/progress"
+	"github.com/diskcast/diskcast/core/restore"
+)
+
+var restoreCommand = &command{
+	name:    "restore",
+	usage:   "[flags] IMAGE.dci TARGET",
+	summary: "write an image onto a block device or file, verifying every chunk before it is written",
+	run:     runRestore,
+}
+
+func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	free := fs.String("free", "keep", "free space of the target: keep (leave as is), zero or discard")
+	pubkey := fs.String("pubkey", "", "require a valid signature by this public key")
+	workers := fs.Int("workers", 0, "decompression workers (default: one per core)")
+	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
+	pos, err := parseArgs(fs, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	mode, err := restore.ParseFreeMode(*free)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	img, err := openImage(pos[0], *pubkey)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	pmode := progress.ModeFor(e.stderrFile, *jsonOut)
+	out := e.stderr
+	if pmode == progress.JSON {
+		out = e.stdout
+	}
+	var meter *progress.Meter
+	res, err := restore.Run(ctx, img.Reader, pos[1], restore.Options{
+		Workers: *workers,
+		Free:    mode,
+		Started: func(t *restore.Target) {
+			meter = progress.Start(out, pmode, "restore", func() progress.Sample {
+				return progress.Sample{
+					Done:  t.Stats.DataBytes.Load() + t.Stats.ZeroBytes.Load(),
+					Total: t.Total(),
+					Extra: map[string]int64{"chunks": t.Stats.Chunks.Load()},
+				}
+			})
+		},
+	})
+	if meter != nil {
+		meter.Stop()
+	}
+	if err != nil {
+		return err
+	}
+	secs := res.Elapsed.Seconds()
+	if *jsonOut {
+		return writeJSON(e.stdout, map[string]any{
+			"event": "restored", "image": pos[0], "target": pos[1], "id": img.Header.ID.String(),
+			"chunks": res.Chunks, "data_bytes": res.DataBytes, "zero_bytes": res.ZeroBytes, "seconds": secs,
+		})
+	}
+	fmt.Fprintf(e.stdout, "restored %s onto %s: %d chunks verified, %s written, %s zeroed, %.2f s (%s)\n",
+		pos[0], pos[1], res.Chunks, progress.Bytes(res.DataBytes), progress.Bytes(res.ZeroBytes), secs, rate(res.DataBytes, secs))
+	return nil
+}
+
+// openImage opens an image and, when pubkeyPath is set, requires a valid
+// signature by that key; a signed image is always checked against its own
+// key.
+func openImage(path, pubkeyPath string) (*image.File, error) {
+	img, err := image.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var pub ed25519.PublicKey
+	if pubkeyPath != "" {
+		if pub, err = image.ReadPublicKey(pubkeyPath); err != nil {
+			img.Close()
+			return nil, err
+		}
+	}
+	if err := img.Verify(pub); err != nil {
+		img.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
+}

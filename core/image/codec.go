@@ -1,0 +1,164 @@
+package image
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Codec names how a chunk payload is encoded.
+type Codec uint8
+
+const (
+	CodecNone Codec = 0
+	CodecZstd Codec = 1
+	CodecGzip Codec = 2
+)
+
+func (c Codec) String() string {
+	switch c {
+	case CodecNone:
+		return "none"
+	case CodecZstd:
+		return "zstd"
+	case CodecGzip:
+		return "gzip"
+	}
+	return fmt.Sprintf("codec(%d)", uint8(c))
+}
+
+// ParseCodec maps a codec name to its value.
+func ParseCodec(s string) (Codec, error) {
+	switch s {
+	case "none":
+		return CodecNone, nil
+	case "zstd":
+		return CodecZstd, nil
+	case "gzip":
+		return CodecGzip, nil
+	}
+	return 0, fmt.Errorf("%w %q (want zstd, gzip or none)", ErrCodec, s)
+}
+
+// DefaultLevel is the zstd level a capture uses unless told otherwise; it
+// matches the zstd command line's default.
+const DefaultLevel = 3
+
+// Encoder compresses chunks with one codec. It is not safe for concurrent
+// use: each capture worker owns one.
+type Encoder struct {
+	codec Codec
+	level int
+	zstd  *zstd.Encoder
+	gzbuf bytes.Buffer
+	gz    *gzip.Writer
+}
+
+// NewEncoder returns an encoder for codec at level (zstd levels 1-22 map
+// onto the encoder's speed classes; gzip 1-9).
+func NewEncoder(codec Codec, level int) (*Encoder, error) {
+	e := &Encoder{codec: codec, level: level}
+	switch codec {
+	case CodecNone:
+	case CodecZstd:
+		z, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(false), // the chunk SHA-256 covers integrity
+			zstd.WithZeroFrames(true))
+		if err != nil {
+			return nil, err
+		}
+		e.zstd = z
+	case CodecGzip:
+		if level < gzip.HuffmanOnly || level > gzip.BestCompression {
+			level = gzip.DefaultCompression
+		}
+		gz, err := gzip.NewWriterLevel(&e.gzbuf, level)
+		if err != nil {
+			return nil, err
+		}
+		e.gz = gz
+	default:
+		return nil, fmt.Errorf("%w %d", ErrCodec, codec)
+	}
+	return e, nil
+}
+
+// Encode appends the encoding of src to dst[:0] and returns it.
+func (e *Encoder) Encode(dst, src []byte) []byte {
+	switch e.codec {
+	case CodecZstd:
+		return e.zstd.EncodeAll(src, dst[:0])
+	case CodecGzip:
+		e.gzbuf.Reset()
+		e.gz.Reset(&e.gzbuf)
+		e.gz.Write(src) // writes to a bytes.Buffer cannot fail
+		e.gz.Close()
+		return append(dst[:0], e.gzbuf.Bytes()...)
+	}
+	return append(dst[:0], src...)
+}
+
+// Decoder decodes chunk payloads of any codec. It is not safe for
+// concurrent use: each restore worker owns one.
+type Decoder struct {
+	zstd *zstd.Decoder
+	gz   *gzip.Reader
+}
+
+// NewDecoder returns a decoder.
+func NewDecoder() *Decoder { return &Decoder{} }
+
+// Decode decodes payload into dst[:0] and checks that exactly rawSize bytes
+// come out.
+func (d *Decoder) Decode(dst []byte, codec Codec, payload []byte, rawSize int) ([]byte, error) {
+	if cap(dst) < rawSize {
+		dst = make([]byte, 0, rawSize)
+	}
+	var out []byte
+	switch codec {
+	case CodecNone:
+		out = append(dst[:0], payload...)
+	case CodecZstd:
+		if d.zstd == nil {
+			z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(2*MaxRawChunk))
+			if err != nil {
+				return nil, err
+			}
+			d.zstd = z
+		}
+		var err error
+		out, err = d.zstd.DecodeAll(payload, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+	case CodecGzip:
+		var err error
+		if d.gz == nil {
+			d.gz, err = gzip.NewReader(bytes.NewReader(payload))
+		} else {
+			err = d.gz.Reset(bytes.NewReader(payload))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+		}
+		out = dst[:rawSize]
+		n, err := io.ReadFull(d.gz, out)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gzip: %d of %d bytes: %v", ErrCorrupt, n, rawSize, err)
+		}
+		if extra, _ := d.gz.Read(make([]byte, 1)); extra != 0 {
+			return nil, fmt.Errorf("%w: gzip: more than %d bytes", ErrCorrupt, rawSize)
+		}
+	default:
+		return nil, fmt.Errorf("%w %d", ErrCodec, codec)
+	}
+	if len(out) != rawSize {
+		return nil, fmt.Errorf("%w: decoded %d bytes, index says %d", ErrCorrupt, len(out), rawSize)
+	}
+	return out, nil
+}
