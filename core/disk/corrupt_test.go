@@ -292,3 +292,37 @@ func TestNotAnMBR(t *testing.T) {
 		t.Errorf("got %+v", l)
 	}
 }
+
+// TestGPTCopiesDisagree: a primary GPT whose last partition was grown over
+// the backup's entry array (the backup left stale) is read from the
+// primary; the overlapped backup sectors are partition data, not table.
+func TestGPTCopiesDisagree(t *testing.T) {
+	needTools(t, "sfdisk")
+	b := mustRead(t, sfdiskImage(t, t.TempDir(), 4<<20, gptScript))
+	last := uint64(len(b)/512 - 1)
+	put64(b[512+48:], last-1) // primary last usable LBA: up to the backup header
+	arr := int(binary.LittleEndian.Uint64(b[512+72:])) * 512
+	put64(b[arr+2*128+40:], last-1) // entry 3 ends there too
+	refreshGPT(b, 512)
+
+	l, err := Read(bytes.NewReader(b), int64(len(b)), 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkLayout(l); err != nil {
+		t.Fatal(err)
+	}
+	if p := l.Partitions[2]; p.Number != 3 || p.End() != int64(last)*512 {
+		t.Errorf("partition 3: %+v, want it to end at the backup header", p)
+	}
+	w := strings.Join(l.Warnings, "\n")
+	if len(l.Warnings) != 2 || !strings.Contains(w, "primary and backup GPT differ; using the primary") ||
+		!strings.Contains(w, "backup GPT entries (bytes 4177408-4193792) lies inside gpt entry 3") {
+		t.Errorf("warnings %q", l.Warnings)
+	}
+	for _, a := range l.Areas {
+		if a.What == "backup GPT entries" {
+			t.Errorf("backup entries still listed as an area: %+v", l.Areas)
+		}
+	}
+}

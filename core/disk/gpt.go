@@ -10,7 +10,8 @@ import (
 	"unicode/utf16"
 )
 
-// GPT header layout (UEFI 2.10, table 5.21). All fields little-endian.
+// GPT header layout (UEFI spec 5.3.2, "GPT Header"). All fields
+// little-endian.
 //
 //	offset size field
 //	     0    8 signature "EFI PART"
@@ -28,7 +29,7 @@ import (
 //	    84    4 size of a partition entry (128 * 2^n)
 //	    88    4 partition entry array CRC32
 //
-// Partition entry (table 5.22):
+// Partition entry (UEFI spec 5.3.3, "GPT Partition Entry Array"):
 //
 //	offset size field
 //	     0   16 partition type GUID (all zero: unused entry)
@@ -249,10 +250,10 @@ func readGPT(r io.ReaderAt, l *Layout, sec0 []byte, protective bool) error {
 	}
 	h := used.hdr
 	l.DiskGUID = h.diskGUID
-	if h.myLBA == 1 && h.altLBA != diskSectors-1 {
+	if backupLBA := max(h.myLBA, h.altLBA); backupLBA != diskSectors-1 {
 		l.Warnings = append(l.Warnings, fmt.Sprintf(
 			"backup GPT header is at LBA %d, not in the last sector (LBA %d): the disk is larger than the table was made for",
-			h.altLBA, diskSectors-1))
+			backupLBA, diskSectors-1))
 	}
 	if other != nil && other.entries != nil {
 		o := other.hdr
