@@ -198,7 +198,9 @@ func TestUnknownFields(t *testing.T) {
 	var fw fieldWriter
 	fw.field(999, false, []byte("future"))
 	opt := append(bytes.Clone(b), fw.b...)
-	setLen := func(b []byte) { b[12], b[13], b[14], b[15] = byte(len(b)), byte(len(b)>>8), byte(len(b)>>16), byte(len(b)>>24) }
+	setLen := func(b []byte) {
+		b[12], b[13], b[14], b[15] = byte(len(b)), byte(len(b)>>8), byte(len(b)>>16), byte(len(b)>>24)
+	}
 	setLen(opt)
 	if _, err := UnmarshalHeader(opt); err != nil {
 		t.Errorf("unknown optional field: %v", err)
