@@ -73,7 +73,7 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("capture: open source: %w", err)
 	}
 	defer src.Close()
-	hdr, segs, err := describe(src, opts, req.Creator)
+	hdr, segs, err := describe(src, opts, req)
 	if err != nil {
 		return nil, fmt.Errorf("capture %s: %w", req.Source, err)
 	}
@@ -143,23 +143,34 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 }
 
 // describe builds the header and the capture plan of a source.
-func describe(src *device.Device, opts Options, creator string) (*image.Header, []segment, error) {
+func describe(src *device.Device, opts Options, req Request) (*image.Header, []segment, error) {
 	hdr := &image.Header{
 		ID:        image.NewID(),
 		Created:   time.Now().UTC(),
 		Codec:     opts.Codec,
 		Level:     opts.Level,
 		ChunkSize: opts.ChunkSize,
-		Creator:   creator,
+		Creator:   req.Creator,
 		Source: image.Source{
 			Name:       src.Path,
 			Size:       src.Size,
 			SectorSize: src.SectorSize,
 		},
 	}
-	layout, err := disk.ReadAuto(src, src.Size)
+	// A block device knows its logical sector size; an image file does
+	// not, so the GPT signature's position decides.
+	var layout *disk.Layout
+	var err error
+	if src.Block {
+		layout, err = disk.Read(src, src.Size, src.SectorSize)
+	} else {
+		layout, err = disk.ReadAuto(src, src.Size)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("partition table: %w", err)
+	}
+	for _, w := range layout.Warnings {
+		warn(req, "partition table: %s", w)
 	}
 	if layout.Scheme == disk.SchemeNone {
 		hdr.Source.Kind = image.SourcePartition

@@ -139,7 +139,9 @@ func (w *Writer) newBatch() *batch {
 		b.raw, b.runs, b.payload = b.raw[:0], b.runs[:0], b.payload[:0]
 		return b
 	}
-	return &batch{raw: make([]byte, 0, w.rawTarget.Load())}
+	// Full-size buffers up front: growing them shows up in profiles.
+	maxRaw := min(maxRawFactor*w.opts.ChunkSize, image.MaxRawChunk)
+	return &batch{raw: make([]byte, 0, maxRaw), payload: make([]byte, 0, maxRaw+maxRaw/64+1024)}
 }
 
 var zeroBlock = make([]byte, blockSize)
@@ -257,11 +259,15 @@ func (w *Writer) flush() error {
 func (w *Writer) compress(e *image.Encoder) {
 	defer w.workers.Done()
 	for b := range w.jobs {
-		b.payload = e.Encode(b.payload, b.raw)
 		b.codec = w.opts.Codec
+		if w.opts.Codec != image.CodecNone && !incompressible(e, b.raw, &b.payload) {
+			b.payload = e.Encode(b.payload, b.raw)
+		} else {
+			b.payload = b.payload[:0]
+		}
 		// Incompressible data is stored as is: restoring it then costs
 		// nothing to decode.
-		if len(b.payload) >= len(b.raw) {
+		if len(b.payload) == 0 || len(b.payload) >= len(b.raw) {
 			b.payload = append(b.payload[:0], b.raw...)
 			b.codec = image.CodecNone
 		}
@@ -272,6 +278,26 @@ func (w *Writer) compress(e *image.Encoder) {
 			return
 		}
 	}
+}
+
+// sampleSize is the size of each probe incompressible takes.
+const sampleSize = 32 << 10
+
+// incompressible compresses three samples of raw (start, middle, end) and
+// reports whether none of them shrank by 3%. Already-compressed data
+// (archives, media, encrypted files) then skips a full compression pass
+// that would be thrown away. scratch is reused for the samples.
+func incompressible(e *image.Encoder, raw []byte, scratch *[]byte) bool {
+	if len(raw) < 8*sampleSize {
+		return false
+	}
+	for _, off := range []int{0, len(raw)/2 - sampleSize/2, len(raw) - sampleSize} {
+		*scratch = e.Encode(*scratch, raw[off:off+sampleSize])
+		if len(*scratch) < sampleSize*97/100 {
+			return false
+		}
+	}
+	return true
 }
 
 // collect writes finished chunks to the image in sequence order and tunes
