@@ -12,12 +12,16 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/diskcast/diskcast/core/device"
 	"github.com/diskcast/diskcast/core/disk"
 	"github.com/diskcast/diskcast/core/image"
 )
+
+// ErrInUse is returned for a source with a filesystem mounted read-write.
+var ErrInUse = errors.New("capture: source is in use")
 
 // Analysis says which bytes of a partition to capture.
 type Analysis struct {
@@ -46,6 +50,9 @@ type Request struct {
 	Started func(w *Writer, total int64)
 	// Warn receives operator-facing warnings (e.g. a partition captured raw).
 	Warn func(msg string)
+	// AllowInUse captures a device even when a filesystem on it is
+	// mounted read-write (the image may then be inconsistent).
+	AllowInUse bool
 }
 
 // Result summarises a finished capture.
@@ -73,6 +80,14 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("capture: open source: %w", err)
 	}
 	defer src.Close()
+	if use, err := device.InUse(req.Source); err != nil {
+		return nil, fmt.Errorf("capture: %w", err)
+	} else if use != "" && !strings.Contains(use, "mounted read-only") {
+		if !req.AllowInUse {
+			return nil, fmt.Errorf("capture %s: %w: %s; unmount it (or remount it read-only) first", req.Source, ErrInUse, use)
+		}
+		warn(req, "%s: %s; the image may be inconsistent", req.Source, use)
+	}
 	hdr, segs, err := describe(src, opts, req)
 	if err != nil {
 		return nil, fmt.Errorf("capture %s: %w", req.Source, err)

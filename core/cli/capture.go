@@ -28,6 +28,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	signKey := fs.String("sign", "", "sign the image with this private key (from 'diskcast keygen')")
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
 	force := fs.Bool("force", false, "overwrite OUT.dci if it exists")
+	allowInUse := fs.Bool("allow-in-use", false, "capture even if a filesystem on SOURCE is mounted read-write (inconsistent image)")
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -61,12 +62,13 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	var meter *progress.Meter
 	req := capture.Request{
-		Source:  pos[0],
-		Output:  pos[1],
-		Options: capture.Options{Codec: codec, Level: *level, ChunkSize: int(cs), Workers: *workers},
-		Sign:    key,
-		Creator: creator(),
-		Warn:    func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) },
+		Source:     pos[0],
+		Output:     pos[1],
+		Options:    capture.Options{Codec: codec, Level: *level, ChunkSize: int(cs), Workers: *workers},
+		Sign:       key,
+		Creator:    creator(),
+		AllowInUse: *allowInUse,
+		Warn:       func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) },
 		Started: func(w *capture.Writer, total int64) {
 			meter = progress.Start(out, mode, "capture", func() progress.Sample {
 				s := w.Stats()

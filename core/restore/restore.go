@@ -45,6 +45,7 @@ func ParseFreeMode(s string) (FreeMode, error) {
 var (
 	ErrTooSmall   = errors.New("restore: target too small")
 	ErrIncomplete = errors.New("restore: target is incomplete")
+	ErrInUse      = errors.New("restore: target is in use")
 )
 
 // Stats counts restore progress; safe to read while a restore runs.
@@ -70,6 +71,9 @@ type Target struct {
 // refuses a target smaller than the last byte the image writes before
 // writing anything; a file target grows to the source size.
 func OpenTarget(path string, meta *image.Reader) (*Target, error) {
+	if use, err := device.InUse(path); err == nil && use != "" {
+		return nil, fmt.Errorf("%w: %s; unmount it first, nothing was written", ErrInUse, use)
+	}
 	dev, created, err := device.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("restore: open target: %w", err)
