@@ -124,11 +124,14 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 	if req.Started != nil {
 		req.Started(w, src.Size)
 	}
-	c := &capturer{src: src, w: w, hdr: hdr, req: req, buf: make([]byte, readSize)}
+	c := &capturer{src: src, hdr: hdr, req: req, r: newReader(ctx, src, w)}
 	for _, s := range segs {
 		if err = c.segment(ctx, s); err != nil {
 			break
 		}
+	}
+	if rerr := c.r.close(); err == nil {
+		err = rerr
 	}
 	stats, cerr := w.Close()
 	if err == nil {
@@ -137,6 +140,7 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture %s: %w", req.Source, err)
 	}
+	countUsed(hdr, iw.Index())
 	if _, err := iw.Finish(hdr, req.Sign); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
@@ -223,10 +227,9 @@ func describe(src *device.Device, opts Options, req Request) (*image.Header, []s
 // capturer walks the plan of one capture.
 type capturer struct {
 	src *device.Device
-	w   *Writer
 	hdr *image.Header
 	req Request
-	buf []byte
+	r   *reader
 }
 
 // analyze decides how a partition segment is captured and records it in
@@ -264,14 +267,11 @@ func warn(req Request, format string, args ...any) {
 
 func (c *capturer) segment(ctx context.Context, s segment) error {
 	if s.part < 0 {
-		return c.copyRange(ctx, s.start, s.size)
+		return c.r.copyRange(s.start, s.size)
 	}
-	p := &c.hdr.Source.Partitions[s.part]
-	before := c.w.Stats().DataBytes
-	defer func() { p.UsedBytes = c.w.Stats().DataBytes - before }()
 	a := s.analysis
 	if a == nil {
-		return c.copyRange(ctx, s.start, s.size)
+		return c.r.copyRange(s.start, s.size)
 	}
 	// Free space between used extents is neither stored nor zeroed: a
 	// restore leaves it as the target has it.
@@ -282,8 +282,27 @@ func (c *capturer) segment(ctx context.Context, s segment) error {
 				partName(c.hdr, s.part), a.Handler, off, length, end, s.size)
 		}
 		end = off + length
-		return c.copyRange(ctx, s.start+off, length)
+		return c.r.copyRange(s.start+off, length)
 	})
+}
+
+// countUsed sets each partition's used bytes: the chunk data that falls
+// inside it (a run may continue across a partition boundary).
+func countUsed(hdr *image.Header, ix *image.Index) {
+	parts := hdr.Source.Partitions
+	for i := range parts {
+		parts[i].UsedBytes = 0
+	}
+	for _, c := range ix.Chunks {
+		for _, r := range c.Runs {
+			for i := range parts {
+				lo, hi := max(r.Offset, parts[i].Start), min(r.End(), parts[i].Start+parts[i].Size)
+				if hi > lo {
+					parts[i].UsedBytes += hi - lo
+				}
+			}
+		}
+	}
 }
 
 func partName(hdr *image.Header, i int) string {
@@ -291,42 +310,4 @@ func partName(hdr *image.Header, i int) string {
 		return "source"
 	}
 	return fmt.Sprintf("partition %d", hdr.Source.Partitions[i].Number)
-}
-
-// readSize is the size of one read from the source.
-const readSize = 4 << 20
-
-// copyRange feeds [off, off+length) of the source to the writer, skipping
-// holes of sparse files without reading them.
-func (c *capturer) copyRange(ctx context.Context, off, length int64) error {
-	src, w, buf := c.src, c.w, c.buf
-	end := off + length
-	for pos := off; pos < end; {
-		start, stop, err := src.NextData(pos, end)
-		if errors.Is(err, io.EOF) {
-			return w.Zero(pos, end-pos)
-		}
-		if err != nil {
-			return err
-		}
-		if start > pos {
-			if err := w.Zero(pos, start-pos); err != nil {
-				return err
-			}
-		}
-		for pos = start; pos < stop; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := int(min(int64(len(buf)), stop-pos))
-			if _, err := src.ReadAt(buf[:n], pos); err != nil {
-				return fmt.Errorf("read source at byte %d: %w", pos, err)
-			}
-			if err := w.Write(pos, buf[:n]); err != nil {
-				return err
-			}
-			pos += int64(n)
-		}
-	}
-	return nil
 }
