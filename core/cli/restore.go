@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/diskcast/diskcast/core/image"
 	"github.com/diskcast/diskcast/core/progress"
@@ -23,9 +24,14 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	pubkey := fs.String("pubkey", "", "require a valid signature by this public key")
 	workers := fs.Int("workers", 0, "decompression workers (default: one per core)")
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
+	noResume := fs.Bool("no-resume", false, "start over instead of resuming an interrupted restore of the same image")
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
+	}
+	journal := restore.DefaultJournal(pos[1])
+	if *noResume {
+		os.Remove(journal)
 	}
 	mode, err := restore.ParseFreeMode(*free)
 	if err != nil {
@@ -45,6 +51,7 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	res, err := restore.Run(ctx, img.Reader, pos[1], restore.Options{
 		Workers: *workers,
 		Free:    mode,
+		Journal: journal,
 		Started: func(t *restore.Target) {
 			meter = progress.Start(out, pmode, "restore", func() progress.Sample {
 				return progress.Sample{
@@ -65,8 +72,11 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if *jsonOut {
 		return writeJSON(e.stdout, map[string]any{
 			"event": "restored", "image": pos[0], "target": pos[1], "id": img.Header.ID.String(),
-			"chunks": res.Chunks, "data_bytes": res.DataBytes, "zero_bytes": res.ZeroBytes, "seconds": secs,
+			"chunks": res.Chunks, "resumed_chunks": res.Resumed, "data_bytes": res.DataBytes, "zero_bytes": res.ZeroBytes, "seconds": secs,
 		})
+	}
+	if res.Resumed > 0 {
+		fmt.Fprintf(e.stdout, "resumed an interrupted restore: %d chunks were already on the target\n", res.Resumed)
 	}
 	fmt.Fprintf(e.stdout, "restored %s onto %s: %d chunks verified, %s written, %s zeroed, %.2f s (%s)\n",
 		pos[0], pos[1], res.Chunks, progress.Bytes(res.DataBytes), progress.Bytes(res.ZeroBytes), secs, rate(res.DataBytes, secs))

@@ -65,6 +65,8 @@ type Target struct {
 	// (multicast) is written once.
 	mu   sync.Mutex
 	done []bool
+	// journal is the path of the resume journal, "" for none.
+	journal string
 }
 
 // OpenTarget opens (or creates, for a file) path for restoring meta. It
@@ -217,6 +219,8 @@ func (t *Target) HandleFree(ctx context.Context, mode FreeMode) error {
 type Options struct {
 	Workers int
 	Free    FreeMode
+	// Journal is the resume journal's path ("" for none; see JournalPath).
+	Journal string
 	// Started is called once the target is open, so a caller can show
 	// progress.
 	Started func(t *Target)
@@ -224,6 +228,7 @@ type Options struct {
 
 // Result summarises a finished restore.
 type Result struct {
+	Resumed   int // chunks an earlier, interrupted restore had written
 	Chunks    int64
 	DataBytes int64
 	ZeroBytes int64
@@ -238,6 +243,12 @@ func Run(ctx context.Context, img *image.Reader, target string, opts Options) (*
 		return nil, err
 	}
 	defer t.Close()
+	var resumed int
+	if opts.Journal != "" {
+		if resumed, err = t.UseJournal(opts.Journal); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+	}
 	if opts.Started != nil {
 		opts.Started(t)
 	}
@@ -245,6 +256,10 @@ func Run(ctx context.Context, img *image.Reader, target string, opts Options) (*
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := t.writeAll(ctx, img, opts.Workers); err != nil {
+		// Keep what is done for the next attempt.
+		if cerr := t.Checkpoint(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrIncomplete, target, err)
 	}
 	if err := t.HandleFree(ctx, opts.Free); err != nil {
@@ -253,8 +268,10 @@ func Run(ctx context.Context, img *image.Reader, target string, opts Options) (*
 	if err := t.Dev.Sync(); err != nil {
 		return nil, fmt.Errorf("restore: sync %s: %w", target, err)
 	}
+	t.dropJournal()
 	return &Result{
-		Chunks: t.Stats.Chunks.Load(), DataBytes: t.Stats.DataBytes.Load(), ZeroBytes: t.Stats.ZeroBytes.Load(),
+		Resumed: resumed,
+		Chunks:  t.Stats.Chunks.Load(), DataBytes: t.Stats.DataBytes.Load(), ZeroBytes: t.Stats.ZeroBytes.Load(),
 		Elapsed: time.Since(begin),
 	}, nil
 }
@@ -267,15 +284,36 @@ func (t *Target) writeAll(ctx context.Context, img *image.Reader, workers int) e
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
-	var wg sync.WaitGroup
+	var checkpointer sync.WaitGroup
+	if t.journal != "" {
+		checkpointer.Go(func() {
+			tick := time.NewTicker(checkpointEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					if err := t.Checkpoint(); err != nil {
+						cancel(err)
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	var workersDone sync.WaitGroup
 	for range workers {
-		wg.Go(func() {
+		workersDone.Go(func() {
 			dec := image.NewDecoder()
 			var payload, raw []byte
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= len(img.Index.Chunks) {
 					return
+				}
+				if t.Has(i) {
+					continue
 				}
 				p, err := img.ReadPayload(i, payload)
 				if err == nil {
@@ -289,6 +327,13 @@ func (t *Target) writeAll(ctx context.Context, img *image.Reader, workers int) e
 			}
 		})
 	}
-	wg.Wait()
-	return context.Cause(ctx)
+	workersDone.Wait()
+	err := context.Cause(ctx)
+	cancel(nil) // stop the checkpointer
+	checkpointer.Wait()
+	return err
 }
+
+// checkpointEvery is how often a running restore syncs and updates its
+// journal.
+const checkpointEvery = 5 * time.Second

@@ -290,3 +290,45 @@ func TestMountedDevices(t *testing.T) {
 		t.Error("the mounted target was modified")
 	}
 }
+
+// TestResume interrupts a restore (a corrupt chunk near the end), repairs
+// the image and restores again: the second run resumes from the journal
+// and the result is identical to the source.
+func TestResume(t *testing.T) {
+	src := ext4Fixture(t, 32<<20)
+	imgPath := captureFile(t, src, capture.Request{})
+	good, _ := os.ReadFile(imgPath)
+	img, err := image.Open(imgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(img.Index.Chunks)
+	last := img.Index.Chunks[n-1]
+	img.Close()
+	bad := bytes.Clone(good)
+	bad[last.FileOffset] ^= 1
+	os.WriteFile(imgPath, bad, 0o644)
+
+	target := filepath.Join(t.TempDir(), "t.img")
+	journal := restore.JournalPath(target, false)
+	if _, err := restoreFile(t, imgPath, target, restore.Options{Workers: 1, Journal: journal}); !errors.Is(err, restore.ErrIncomplete) {
+		t.Fatalf("first run: %v, want an incomplete restore", err)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Fatalf("no journal after an interrupted restore: %v", err)
+	}
+	os.WriteFile(imgPath, good, 0o644)
+	res, err := restoreFile(t, imgPath, target, restore.Options{Workers: 2, Journal: journal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != n-1 || res.Chunks != 1 {
+		t.Errorf("resumed %d chunks and wrote %d, want %d and 1", res.Resumed, res.Chunks, n-1)
+	}
+	if d := testenv.FilesEqual(t, src, target); d >= 0 {
+		t.Fatalf("resumed target differs from source at byte %d", d)
+	}
+	if _, err := os.Stat(journal); err == nil {
+		t.Error("journal left behind after a complete restore")
+	}
+}
