@@ -31,9 +31,12 @@ type command struct {
 var commands = []*command{
 	captureCommand,
 	restoreCommand,
+	importCommand,
+	exportCommand,
 	infoCommand,
 	verifyCommand,
 	keygenCommand,
+	validateCommand,
 	versionCommand,
 }
 

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/diskcast/diskcast/core/config"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var validateCommand = &command{
+	name:    "validate",
+	usage:   "CONFIG_DIR",
+	summary: "check an orchestrator configuration directory and report every problem with file:line",
+	run:     runValidate,
+}
+
+func runValidate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
+	pos, err := parseArgs(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	cfg, diags := config.LoadDir(pos[0])
+	var files map[string]*hcl.File
+	if cfg != nil {
+		files = cfg.Files
+	}
+	if len(diags) > 0 {
+		w := hcl.NewDiagnosticTextWriter(e.stderr, files, 100, false)
+		w.WriteDiagnostics(diags)
+	}
+	errs, warns := 0, 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			errs++
+		} else {
+			warns++
+		}
+	}
+	if errs > 0 {
+		return fmt.Errorf("%s: %d error(s), %d warning(s)", pos[0], errs, warns)
+	}
+	fmt.Fprintf(e.stdout, "%s: OK (%d images, %d nodes, %d node groups, %d sessions; %d warning(s))\n",
+		pos[0], len(cfg.Images), len(cfg.Nodes), len(cfg.Groups), len(cfg.Sessions), warns)
+	return nil
+}
