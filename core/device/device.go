@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +52,13 @@ func Open(path string, writable bool) (*Device, error) {
 // Create opens path as a restore target, creating a file if nothing is
 // there. Created reports whether the file is new (and so reads as zeros).
 func Create(path string) (d *Device, created bool, err error) {
+	// A mistyped device name must not become a multi-gigabyte file in the
+	// in-memory /dev.
+	if abs, _ := filepath.Abs(path); strings.HasPrefix(abs, "/dev/") {
+		if _, err := os.Stat(path); err != nil {
+			return nil, false, fmt.Errorf("%s: no such device: %w", path, err)
+		}
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
 		d, err := Open(path, true)

@@ -5,6 +5,7 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -177,7 +178,7 @@ func (t *Target) Free() []image.Run {
 		used = append(used, t.Meta.Index.Chunks[i].Runs...)
 	}
 	used = append(used, t.Meta.Index.Zeros...)
-	slices.SortFunc(used, func(a, b image.Run) int { return int(a.Offset - b.Offset) })
+	slices.SortFunc(used, func(a, b image.Run) int { return cmp.Compare(a.Offset, b.Offset) })
 	var free []image.Run
 	var pos int64
 	size := min(t.Dev.Size, t.Meta.Header.Source.Size)
