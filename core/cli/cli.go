@@ -31,8 +31,6 @@ type command struct {
 var commands = []*command{
 	captureCommand,
 	restoreCommand,
-	importCommand,
-	exportCommand,
 	infoCommand,
 	verifyCommand,
 	keygenCommand,
