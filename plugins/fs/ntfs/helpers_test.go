@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,7 +124,7 @@ func populate(t testing.TB, img string, files []testFile, seed uint64) {
 				t.Fatal(err)
 			}
 		}
-		runCmd(t, "umount", mnt)
+		unmountNTFS(t, mnt)
 		mounted = false
 		return
 	}
@@ -338,4 +339,36 @@ func timeIt(f func()) time.Duration {
 	t0 := time.Now()
 	f()
 	return time.Since(t0)
+}
+
+// unmountNTFS unmounts an ntfs-3g mount and waits for its FUSE process to
+// exit: umount returns before ntfs-3g has written everything back, and a
+// tool reading the image before then sees a half-written volume.
+func unmountNTFS(t testing.TB, mnt string) {
+	t.Helper()
+	runCmd(t, "umount", mnt)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if !fuseDaemonFor(mnt) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("ntfs-3g for %s still running 60 s after umount", mnt)
+}
+
+// fuseDaemonFor reports whether an ntfs-3g process serves mount point mnt.
+func fuseDaemonFor(mnt string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 0 && strings.Contains(filepath.Base(args[0]), "ntfs-3g") && slices.Contains(args, mnt) {
+			return true
+		}
+	}
+	return false
 }

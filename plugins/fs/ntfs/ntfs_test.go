@@ -355,7 +355,7 @@ func TestFragmentedPagefile(t *testing.T) {
 	if err := os.WriteFile(mnt+"/pagefile.sys", page, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runCmd(t, "umount", mnt)
+	unmountNTFS(t, mnt)
 	mounted = false
 
 	if out := runCmd(t, "ntfsinfo", "-F", "/pagefile.sys", img); !strings.Contains(out, "$ATTRIBUTE_LIST") {

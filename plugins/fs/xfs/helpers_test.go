@@ -171,15 +171,19 @@ func churn(t testing.TB, img string, seed uint64) {
 	if err := os.MkdirAll(filepath.Join(mnt, "churn/a/b"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 300; i++ {
-		p := filepath.Join(mnt, "churn", fmt.Sprintf("c%03d", i))
-		if err := os.WriteFile(p, randomBytes(rng, 4096+rng.IntN(60_000)), 0o644); err != nil {
+	// Enough small files that freeing every other one leaves far more free
+	// extents than one 1 KiB b-tree leaf holds (about 120), whatever the
+	// allocator does with neighbours: the deep-tree tests rely on it.
+	const files = 1200
+	for i := 0; i < files; i++ {
+		p := filepath.Join(mnt, "churn", fmt.Sprintf("c%04d", i))
+		if err := os.WriteFile(p, randomBytes(rng, 4096+rng.IntN(12_000)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	runCmd(t, "sync")
-	for i := 0; i < 300; i += 2 {
-		if err := os.Remove(filepath.Join(mnt, "churn", fmt.Sprintf("c%03d", i))); err != nil {
+	for i := 0; i < files; i += 2 {
+		if err := os.Remove(filepath.Join(mnt, "churn", fmt.Sprintf("c%04d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
