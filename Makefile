@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.
 LDFLAGS   := -s -w -X github.com/diskcast/diskcast/core/cli.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help build test deps lint unit fuzz bench bench-capture demo clean
+.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-plugin proto demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,17 +20,27 @@ deps: ## install the Debian packages the tests and demo use (as root)
 lint: ## gofmt and go vet (vet also compiles every test and benchmark)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd examples/squashfs && $(GO) vet ./...
 
 unit: build ## run every test (root-only tests skip with a reason when not root)
 	$(GO) test -count=1 -timeout 40m ./...
 
-test: deps lint unit ## what CI runs: install dependencies, lint, run all tests
+examples: ## build the example third-party plugin and run it through sdk/sdktest
+	cd examples/squashfs && $(GO) test -count=1 ./...
+
+test: deps lint unit examples ## what CI runs: install dependencies, lint, run all tests
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz.sh $(or $(FUZZTIME),30s)
 
 bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/image ./core/capture ./sdk/...
+
+bench-plugin: ## plugin overhead: capture with the ext4 plugin in and out of process (DISKCAST_BENCH_EXT4=IMG)
+	$(GO) test -run '^$$' -bench 'PluginOverhead|PluginCalls' -benchtime 9x ./core/cmd/diskcast/
+
+proto: ## regenerate the plugin protocol's Go code (needs protobuf-compiler)
+	scripts/gen-proto.sh
 
 bench-capture: build ## capture/restore vs partclone+zstd and dd|pigz on an 8 GiB ext4 (table of ratios)
 	scripts/bench/capture.sh

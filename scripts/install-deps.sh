@@ -9,7 +9,7 @@ declare -A need=(
   [mkfs.ext4]=e2fsprogs [partclone.ext4]=partclone [zstd]=zstd [pigz]=pigz
   [mkfs.vfat]=dosfstools [mcopy]=mtools [mkntfs]=ntfs-3g [mkfs.xfs]=xfsprogs
   [mkfs.exfat]=exfatprogs [mount.exfat-fuse]=exfat-fuse [sfdisk]=fdisk [sgdisk]=gdisk [udp-sender]=udpcast
-  [uftp]=uftp [nft]=nftables [ip]=iproute2 [openssl]=openssl [losetup]=mount
+  [uftp]=uftp [nft]=nftables [ip]=iproute2 [openssl]=openssl [losetup]=mount [mksquashfs]=squashfs-tools
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -29,6 +29,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
 	force := fs.Bool("force", false, "overwrite OUT.dci if it exists")
 	allowInUse := fs.Bool("allow-in-use", false, "capture even if a filesystem on SOURCE is mounted read-write (inconsistent image)")
+	choice := fsFlags(fs)
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -55,6 +56,11 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	analyze, stopPlugins, err := e.analyzer(ctx, pos[0], choice)
+	if err != nil {
+		return err
+	}
+	defer stopPlugins()
 	mode := progress.ModeFor(e.stderrFile, *jsonOut)
 	out := e.stderr
 	if mode == progress.JSON {
@@ -68,6 +74,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		Sign:       key,
 		Creator:    creator(),
 		AllowInUse: *allowInUse,
+		Analyze:    analyze,
 		Warn:       func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) },
 		Started: func(w *capture.Writer, total int64) {
 			meter = progress.Start(out, mode, "capture", func() progress.Sample {

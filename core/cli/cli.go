@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/diskcast/diskcast/core/plugin"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
@@ -35,6 +37,7 @@ var commands = []*command{
 	verifyCommand,
 	keygenCommand,
 	validateCommand,
+	pluginsCommand,
 	versionCommand,
 }
 
@@ -42,18 +45,23 @@ var commands = []*command{
 type env struct {
 	stdout, stderr io.Writer
 	stderrFile     *os.File // for terminal detection
+	builtins       Builtins // plugins compiled into the binary (nil: none)
 }
 
 // errUsage marks errors caused by how the command was called (exit 2).
 var errUsage = errors.New("usage")
 
 // Main runs the command line and returns the process exit code.
-func Main(ctx context.Context, args []string) int {
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, stderrFile: os.Stderr}
+// builtins are the plugins compiled into the binary.
+func Main(ctx context.Context, args []string, builtins Builtins) int {
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, stderrFile: os.Stderr, builtins: builtins}
 	return e.main(ctx, args)
 }
 
 func (e *env) main(ctx context.Context, args []string) int {
+	if len(args) > 0 && args[0] == plugin.BuiltinCommand {
+		return e.serveBuiltin(args[1:])
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		e.usage()
 		if len(args) == 0 {

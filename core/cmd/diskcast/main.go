@@ -10,11 +10,31 @@ import (
 	"syscall"
 
 	"github.com/diskcast/diskcast/core/cli"
+	"github.com/diskcast/diskcast/plugins/fs/ext4"
+	"github.com/diskcast/diskcast/plugins/fs/fat"
+	"github.com/diskcast/diskcast/plugins/fs/ntfs"
+	"github.com/diskcast/diskcast/plugins/fs/swap"
+	"github.com/diskcast/diskcast/plugins/fs/xfs"
+	"github.com/diskcast/diskcast/sdk/plugin"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:])
+	code := cli.Main(ctx, os.Args[1:], builtins())
 	stop()
 	os.Exit(code)
+}
+
+// builtins lists the plugins compiled into diskcast. This is the one
+// place where the core meets the plugins: they run out of process all the
+// same, by re-executing this binary.
+func builtins() *plugin.Set {
+	set := plugin.NewSet()
+	set.RegisterFilesystem("ext4", ext4.NewPlugin())
+	set.RegisterFilesystem("fat", fat.NewPlugin())
+	set.RegisterFilesystem("ntfs", ntfs.NewPlugin())
+	set.RegisterFilesystem("swap", swap.NewPlugin())
+	set.RegisterFilesystem("xfs", xfs.NewPlugin())
+	set.SetVersion(cli.Version)
+	return set
 }

@@ -1,0 +1,101 @@
+package ntfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/diskcast/diskcast/sdk/base"
+	"github.com/diskcast/diskcast/sdk/filesystem"
+)
+
+// Plugin is the NTFS filesystem plugin: Probe and UsedExtentsWithOptions
+// behind the diskcast filesystem contract (sdk/filesystem). Its settings
+// are PluginConfig; it has no fix-up.
+type Plugin struct {
+	filesystem.NoFixUp
+	mu  sync.Mutex
+	cfg PluginConfig
+}
+
+// PluginConfig is the plugin's settings; it is the single source of its
+// config schema.
+type PluginConfig struct {
+	SkipPagefile bool `hcl:"skip_pagefile,optional" help:"leave out the contents of pagefile.sys (Windows recreates it; the restored file holds stale bytes)"`
+	SkipHiberfil bool `hcl:"skip_hiberfil,optional" help:"leave out the contents of hiberfil.sys except its header page (ignored when the volume holds a pending resume)"`
+}
+
+// NewPlugin returns the plugin with default settings.
+func NewPlugin() *Plugin { return &Plugin{} }
+
+var _ filesystem.Filesystem = (*Plugin)(nil)
+
+// Info describes the plugin.
+func (*Plugin) Info(context.Context) (*base.Info, error) {
+	return &base.Info{Description: "NTFS: used clusters from $Bitmap, the backup boot sector included; optionally without the contents of pagefile.sys and hiberfil.sys"}, nil
+}
+
+// ConfigSchema is derived from PluginConfig.
+func (*Plugin) ConfigSchema(context.Context) (*base.Schema, error) {
+	return base.SchemaOf(PluginConfig{})
+}
+
+// Configure replaces the settings; missing ones take their defaults.
+func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
+	var c PluginConfig
+	if err := cfg.Decode(&c); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cfg = c
+	p.mu.Unlock()
+	return nil
+}
+
+// Capabilities says the plugin has no fix-up.
+func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
+	return &filesystem.Capabilities{}, nil
+}
+
+// Probe reports an NTFS volume with high confidence: the boot sector,
+// $MFT, $Volume and $Bitmap were read and checked.
+func (*Plugin) Probe(_ context.Context, r io.ReaderAt, size int64) (*filesystem.ProbeResult, error) {
+	info, err := Probe(r, size)
+	if errors.Is(err, ErrNotFound) {
+		return &filesystem.ProbeResult{}, nil
+	}
+	if errors.Is(err, ErrUnsupported) {
+		// Ours, but not readable: the core captures it raw and says why.
+		return &filesystem.ProbeResult{Confidence: filesystem.HighConfidence, FSType: "ntfs", Unsupported: err.Error()}, nil
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &filesystem.ProbeResult{
+		Confidence: filesystem.HighConfidence, FSType: info.FSType, BlockSize: info.BlockSize,
+		Blocks: info.Blocks, UsedBlocks: info.UsedBlocks, Label: info.Label, UUID: info.UUID, Notes: info.Notes,
+	}, nil
+}
+
+// UsedExtents streams the used byte ranges, honouring the settings.
+func (p *Plugin) UsedExtents(ctx context.Context, r io.ReaderAt, size int64, emit func(off, length int64) error) error {
+	p.mu.Lock()
+	c := p.cfg
+	p.mu.Unlock()
+	opts := Options{SkipPagefile: c.SkipPagefile, SkipHiberfil: c.SkipHiberfil}
+	return classify(UsedExtentsWithOptions(ctx, r, size, opts, emit))
+}
+
+// classify marks the package's errors with the contract's sentinels.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return base.Mark(err, filesystem.ErrCorrupt)
+	case errors.Is(err, ErrTruncated):
+		return base.Mark(err, filesystem.ErrTruncated)
+	case errors.Is(err, ErrUnsupported):
+		return base.Mark(err, base.ErrUnsupported)
+	}
+	return err
+}
