@@ -27,6 +27,10 @@ const (
 	// blockSize is the granularity of zero detection: all-zero blocks of
 	// this size are recorded as zero extents instead of being stored.
 	blockSize = 4096
+	// ratioLag is how many chunks behind the ratio estimate runs. It is
+	// fixed (not derived from the worker count, which would make images
+	// depend on the machine) and larger than the chunks in flight.
+	ratioLag = 64
 	// maxRawFactor bounds how much raw data one chunk may hold relative to
 	// its target stored size, so highly compressible data does not make
 	// chunks that cost restore workers huge buffers.
@@ -59,6 +63,7 @@ type Stats struct {
 // batch is one chunk on its way through the pipeline.
 type batch struct {
 	seq     int
+	limit   int // raw bytes this chunk may hold
 	raw     []byte
 	runs    []image.Run
 	payload []byte
@@ -80,7 +85,15 @@ type Writer struct {
 	end     int64 // end of the last Write or Zero, to enforce ordering
 	zeros   []image.Run
 
-	rawTarget atomic.Int64
+	// The raw size of chunk n follows the compression ratio of chunks up
+	// to n-lag, which are always written by the time chunk n starts; so
+	// chunking, and the image, do not depend on timing.
+	mu        sync.Mutex
+	written   *sync.Cond
+	ratios    []float64 // stored/raw of each written chunk, by sequence
+	ewma      float64
+	folded    int // ratios folded into ewma
+	lag       int
 	jobs      chan *batch
 	done      chan *batch
 	pool      sync.Pool
@@ -107,8 +120,14 @@ func NewWriter(ctx context.Context, img *image.Writer, opts Options) (*Writer, e
 		ctx:       ctx,
 		cancel:    cancel,
 	}
-	// Start by assuming 2:1 compression; the collector corrects it.
-	w.rawTarget.Store(int64(min(2*opts.ChunkSize, maxRawFactor*opts.ChunkSize, image.MaxRawChunk)))
+	w.written = sync.NewCond(&w.mu)
+	w.ewma = 0.5 // assume 2:1 until chunks say otherwise
+	w.lag = ratioLag
+	context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.written.Broadcast()
+		w.mu.Unlock()
+	})
 	encoders := make([]*image.Encoder, opts.Workers)
 	for i := range encoders {
 		e, err := image.NewEncoder(opts.Codec, opts.Level)
@@ -134,14 +153,45 @@ func (w *Writer) Stats() Stats {
 	}
 }
 
-func (w *Writer) newBatch() *batch {
-	if b, ok := w.pool.Get().(*batch); ok {
-		b.raw, b.runs, b.payload = b.raw[:0], b.runs[:0], b.payload[:0]
-		return b
+func (w *Writer) newBatch() (*batch, error) {
+	limit, err := w.nextLimit(w.nextSeq)
+	if err != nil {
+		return nil, err
 	}
-	// Full-size buffers up front: growing them shows up in profiles.
-	maxRaw := min(maxRawFactor*w.opts.ChunkSize, image.MaxRawChunk)
-	return &batch{raw: make([]byte, 0, maxRaw), payload: make([]byte, 0, maxRaw+maxRaw/64+1024)}
+	b, ok := w.pool.Get().(*batch)
+	if ok {
+		b.raw, b.runs, b.payload = b.raw[:0], b.runs[:0], b.payload[:0]
+	} else {
+		// Full-size buffers up front: growing them shows up in profiles.
+		maxRaw := w.maxRaw()
+		b = &batch{raw: make([]byte, 0, maxRaw), payload: make([]byte, 0, maxRaw+maxRaw/64+1024)}
+	}
+	b.seq, b.limit = w.nextSeq, limit
+	w.nextSeq++
+	return b, nil
+}
+
+func (w *Writer) maxRaw() int { return min(maxRawFactor*w.opts.ChunkSize, image.MaxRawChunk) }
+
+// nextLimit returns the raw size of chunk seq: the target stored size
+// divided by the compression ratio of the chunks before seq-lag, waiting
+// for those to be written.
+func (w *Writer) nextLimit(seq int) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.folded <= seq-w.lag {
+		for len(w.ratios) <= w.folded {
+			if err := context.Cause(w.ctx); err != nil {
+				return 0, err
+			}
+			w.written.Wait()
+		}
+		w.ewma = 0.7*w.ewma + 0.3*w.ratios[w.folded]
+		w.folded++
+	}
+	target := float64(w.opts.ChunkSize) / math.Max(w.ewma, 1e-3)
+	target = math.Min(math.Max(target, float64(w.opts.ChunkSize)), float64(w.maxRaw()))
+	return int(target) &^ (blockSize - 1), nil
 }
 
 var zeroBlock = make([]byte, blockSize)
@@ -215,10 +265,14 @@ func (w *Writer) addZero(off, length int64) {
 func (w *Writer) addData(off int64, p []byte) error {
 	for len(p) > 0 {
 		if w.cur == nil {
-			w.cur = w.newBatch()
+			b, err := w.newBatch()
+			if err != nil {
+				return err
+			}
+			w.cur = b
 		}
 		b := w.cur
-		room := int(w.rawTarget.Load()) - len(b.raw)
+		room := b.limit - len(b.raw)
 		n := min(room, len(p))
 		if n > 0 {
 			w.data.Add(int64(n))
@@ -230,7 +284,7 @@ func (w *Writer) addData(off int64, p []byte) error {
 			}
 			off, p = off+int64(n), p[n:]
 		}
-		if len(b.raw) >= int(w.rawTarget.Load()) {
+		if len(b.raw) >= b.limit {
 			if err := w.flush(); err != nil {
 				return err
 			}
@@ -246,8 +300,6 @@ func (w *Writer) flush() error {
 		return nil
 	}
 	w.cur = nil
-	b.seq = w.nextSeq
-	w.nextSeq++
 	select {
 	case w.jobs <- b:
 		return nil
@@ -280,33 +332,40 @@ func (w *Writer) compress(e *image.Encoder) {
 	}
 }
 
-// sampleSize is the size of each probe incompressible takes.
-const sampleSize = 32 << 10
+// Incompressibility probes: samples samples of sampleSize bytes spread
+// over the chunk.
+const (
+	sampleSize = 8 << 10
+	samples    = 8
+)
 
-// incompressible compresses three samples of raw (start, middle, end) and
-// reports whether none of them shrank by 3%. Already-compressed data
-// (archives, media, encrypted files) then skips a full compression pass
-// that would be thrown away. scratch is reused for the samples.
+// incompressible compresses samples spread evenly over raw and reports
+// whether none of them shrank by 2%. Already-compressed data (archives,
+// media, encrypted files) then skips a full compression pass that would
+// be thrown away. A chunk that mixes such data with compressible data
+// almost always has a sample that compresses, and is compressed whole.
+// scratch is reused for the samples.
 func incompressible(e *image.Encoder, raw []byte, scratch *[]byte) bool {
-	if len(raw) < 8*sampleSize {
+	if len(raw) < 4*samples*sampleSize {
 		return false
 	}
-	for _, off := range []int{0, len(raw)/2 - sampleSize/2, len(raw) - sampleSize} {
+	step := (len(raw) - sampleSize) / (samples - 1)
+	for i := range samples {
+		off := i * step
 		*scratch = e.Encode(*scratch, raw[off:off+sampleSize])
-		if len(*scratch) < sampleSize*97/100 {
+		if len(*scratch) < sampleSize*98/100 {
 			return false
 		}
 	}
 	return true
 }
 
-// collect writes finished chunks to the image in sequence order and tunes
-// the raw size of later chunks toward the target stored size.
+// collect writes finished chunks to the image in sequence order and
+// records their compression ratios.
 func (w *Writer) collect() {
 	defer close(w.collector)
 	pending := map[int]*batch{}
 	next := 0
-	ratio := 0.5
 	for b := range w.done {
 		pending[b.seq] = b
 		for {
@@ -326,10 +385,10 @@ func (w *Writer) collect() {
 			}
 			w.stored.Add(int64(len(b.payload)))
 			w.chunks.Add(1)
-			ratio = 0.7*ratio + 0.3*float64(len(b.payload))/float64(len(b.raw))
-			target := float64(w.opts.ChunkSize) / math.Max(ratio, 1e-3)
-			target = math.Min(math.Max(target, float64(w.opts.ChunkSize)), float64(min(maxRawFactor*w.opts.ChunkSize, image.MaxRawChunk)))
-			w.rawTarget.Store(int64(target) &^ (blockSize - 1))
+			w.mu.Lock()
+			w.ratios = append(w.ratios, float64(len(b.payload))/float64(len(b.raw)))
+			w.written.Broadcast()
+			w.mu.Unlock()
 			w.pool.Put(b)
 		}
 	}
