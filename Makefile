@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.
 LDFLAGS   := -s -w -X github.com/diskcast/diskcast/core/cli.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-plugin proto demo clean
+.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-multicast bench-plugin proto demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 
 bench: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./core/image ./core/capture ./sdk/...
+
+bench-multicast: build ## end-to-end multicast to many receivers vs udpcast and uftp (root; table of ratios)
+	scripts/bench/multicast.sh
 
 bench-plugin: ## plugin overhead: capture with the ext4 plugin in and out of process (DISKCAST_BENCH_EXT4=IMG)
 	$(GO) test -run '^$$' -bench 'PluginOverhead|PluginCalls' -benchtime 9x ./core/cmd/diskcast/

@@ -37,6 +37,10 @@ var commands = []*command{
 	verifyCommand,
 	keygenCommand,
 	validateCommand,
+	serveCommand,
+	sessionCommand,
+	nodesCommand,
+	imagesCommand,
 	pluginsCommand,
 	versionCommand,
 }
