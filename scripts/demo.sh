@@ -22,13 +22,13 @@ truncate -s 1G "$disk"
 sfdisk -q "$disk" <<'PT'
 label: gpt
 start=2048, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system"
-start=133120, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"
+start=133120, size=1961984, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"
 PT
 truncate -s 64M "$work/esp.img"
 mkfs.vfat -F 32 -n DEMOESP "$work/esp.img" >/dev/null
 echo "diskcast demo boot entry" > "$work/loader.conf"
 mcopy -i "$work/esp.img" "$work/loader.conf" ::/loader.conf
-rootsize=$(( (1024 * 1024 * 1024) - 133120 * 512 - 33 * 512 ))
+rootsize=$(( 1961984 * 512 ))  # exactly partition 2
 truncate -s "$rootsize" "$work/root.img"
 mkfs.ext4 -q -F -L demo-root -d "$src" "$work/root.img"
 dd if="$work/esp.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
