@@ -33,6 +33,8 @@ type command struct {
 var commands = []*command{
 	captureCommand,
 	restoreCommand,
+	importCommand,
+	exportCommand,
 	infoCommand,
 	verifyCommand,
 	keygenCommand,

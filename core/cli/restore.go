@@ -29,6 +29,10 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if err != nil {
 		return err
 	}
+	// Clonezilla directories, partclone/ntfsclone and compressed raw images.
+	if handled, err := restoreForeign(ctx, e, pos[0], pos[1], foreignOptions{json: *jsonOut, pubkey: *pubkey, free: *free}); handled {
+		return err
+	}
 	journal := restore.DefaultJournal(pos[1])
 	if *noResume {
 		os.Remove(journal)
