@@ -245,22 +245,27 @@ func OpenStream(pieces []string) (*Stream, error) {
 // readAhead reads its source on a goroutine into a few buffers ahead of
 // the consumer.
 type readAhead struct {
-	full  chan []byte
-	free  chan []byte
-	buf   []byte // the buffer being consumed
-	cur   []byte // its unread part
-	err   error
-	done  chan struct{}
-	errc  chan error
-	close sync.Once
+	full chan []byte
+	free chan []byte
+	buf  []byte // the buffer being consumed
+	cur  []byte // its unread part
+	err  error
+	done chan struct{}
+	// exited closes when the goroutine has returned: only then may the
+	// source (a decompressor) be closed, or a read in flight uses it
+	// after Close.
+	exited chan struct{}
+	errc   chan error
+	close  sync.Once
 }
 
 func newReadAhead(r io.Reader, size, n int) *readAhead {
-	ra := &readAhead{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{}), errc: make(chan error, 1)}
+	ra := &readAhead{full: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{}), exited: make(chan struct{}), errc: make(chan error, 1)}
 	for range n {
 		ra.free <- make([]byte, size)
 	}
 	go func() {
+		defer close(ra.exited)
 		defer close(ra.full)
 		for {
 			var b []byte
@@ -313,9 +318,10 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops the reading goroutine.
+// Close stops the reading goroutine and waits for it to return.
 func (ra *readAhead) Close() error {
 	ra.close.Do(func() { close(ra.done) })
+	<-ra.exited
 	return nil
 }
 
