@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.
 LDFLAGS   := -s -w -X github.com/diskcast/diskcast/core/cli.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-multicast bench-plugin proto demo clean
+.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-capture-dirty bench-multicast bench-plugin proto demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,8 +45,13 @@ bench-plugin: ## plugin overhead: capture with the ext4 plugin in and out of pro
 proto: ## regenerate the plugin protocol's Go code (needs protobuf-compiler)
 	scripts/gen-proto.sh
 
-bench-capture: build ## capture/restore vs partclone+zstd and dd|pigz on an 8 GiB ext4 (table of ratios)
-	scripts/bench/capture.sh
+BENCH_DIR ?= /var/tmp/diskcast-bench
+
+bench-capture: build ## capture/restore vs partclone+zstd and dd|pigz on an 8 GiB ext4 (root, ~30 GB in BENCH_DIR)
+	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --diskcast bin/diskcast $(BENCH_ARGS)
+
+bench-capture-dirty: build ## the same on a used disk (stale data in free space), with dd|zstd too
+	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --dirty --with-dd-zstd --diskcast bin/diskcast $(BENCH_ARGS)
 
 demo: deps build ## capture a real ext4 filesystem, restore it and compare
 	scripts/demo.sh

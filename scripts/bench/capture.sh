@@ -41,7 +41,7 @@ DISKCAST_RESTORE_FLAGS.
 EOF
 }
 
-runs=3 image= dirty=0 diskcast=$root/bin/diskcast with_ddzst=0 no_diskcast=0 verify=all keep=0
+runs=3 image='' dirty=0 diskcast=$root/bin/diskcast with_ddzst=0 no_diskcast=0 verify=all keep=0
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--runs) runs=${2:?--runs needs a number}; shift ;;
@@ -59,7 +59,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs $runs: want a positive number"
 [[ $verify =~ ^(all|last|none)$ ]] || die "--verify $verify: want all, last or none"
-[[ $(id -u) -eq 0 ]] || die "run as root (partclone and e2fsck on image files, dropping nothing else)"
+[[ $(id -u) -eq 0 ]] || die "run as root: missing peer tools are installed with apt-get, and the peers run on image files as root"
 
 need partclone.ext4 partclone
 need zstd zstd
@@ -111,15 +111,22 @@ ext4_used_ranges "$image" blocks | sort -n | awk -v bs="$bs" '
 # check_target NAME TARGET: e2fsck and used-block comparison with the source.
 failures=0
 check_target() {
-	local name=$1 tgt=$2 off len bad=0
+	local name=$1 tgt=$2 off len bad=0 diff n at
 	if ! e2fsck -fn "$tgt" >"$out/$name.fsck" 2>&1; then
 		note "FAIL $name: e2fsck -fn $tgt: $(tail -n 3 "$out/$name.fsck" | tr '\n' ' ')"
 		failures=$((failures + 1))
 		return
 	fi
 	while read -r off len; do
-		if ! cmp -s -n "$len" -i "$off:$off" "$image" "$tgt"; then
-			note "FAIL $name: used bytes $off..$((off + len - 1)) differ from the source"
+		if ! diff=$(cmp -n "$len" -i "$off:$off" "$image" "$tgt" 2>&1); then
+			# cmp says "... differ: byte N, line L" (N counted from 1 at off).
+			n=$(sed -n 's/.* differ: \(char\|byte\) \([0-9]*\),.*/\2/p' <<<"$diff")
+			if [[ -n $n ]]; then
+				at=$((off + n - 1))
+				note "FAIL $name: byte $at (block $((at / bs))) differs from the source, in a used block"
+			else
+				note "FAIL $name: comparing used bytes $off..$((off + len - 1)): $diff"
+			fi
 			bad=1
 			break
 		fi
@@ -212,7 +219,8 @@ cat "$image" >/dev/null
 
 rotate() { # rotate N ITEMS...: print ITEMS rotated left by N
 	local n=$1; shift
-	local a=("$@") i k=${#a[@]}
+	local a=("$@") i k
+	k=${#a[@]}
 	for ((i = 0; i < k; i++)); do echo "${a[(i + n) % k]}"; done
 }
 
@@ -237,8 +245,10 @@ done
 if [[ $use_diskcast -eq 1 && $verify != none ]]; then
 	if cmp -s "$out/target.pc" "$out/target.dc"; then
 		echo "    partclone's and diskcast's targets are identical, free space included"
+	elif [[ $failures -eq 0 ]]; then
+		echo "    partclone's and diskcast's targets differ only outside the used blocks (free space)"
 	else
-		echo "    partclone's and diskcast's targets differ outside the used blocks (free space), as allowed"
+		echo "    partclone's and diskcast's targets differ"
 	fi
 fi
 

@@ -19,12 +19,13 @@ need() {
 	command -v "$1" >/dev/null 2>&1 && return 0
 	[[ $(id -u) -eq 0 ]] || die "$1 not found: install the Debian package $2"
 	note "$1 not found: installing package $2"
-	local try
-	for try in 1 2 3 4 5 6; do
+	local i
+	for i in 1 2 3 4 5 6; do
 		# Another apt-get may hold the dpkg lock: wait and retry.
 		if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null; then
 			break
 		fi
+		note "apt-get install $2 failed (try $i of 6; dpkg lock held?): retrying in 10 s"
 		sleep 10
 	done
 	command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"

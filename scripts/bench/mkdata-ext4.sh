@@ -94,6 +94,13 @@ SOURCES=(
 	/usr/lib/llvm-14:10
 	/usr/local/go:8
 )
+# MKDATA_SOURCES="DIR:PERCENT ..." replaces the list (another machine, tests).
+if [[ -n ${MKDATA_SOURCES:-} ]]; then
+	read -ra SOURCES <<<"$MKDATA_SOURCES"
+fi
+for src in "${SOURCES[@]}"; do
+	[[ $src =~ ^/.*:[0-9]+$ ]] || die "source $src: want /ABSOLUTE/DIR:PERCENT"
+done
 
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
@@ -101,8 +108,8 @@ stamp=$out.stamp
 work=$out.staging
 trap 'rm -rf "$work.lists"' EXIT
 
-# Manifest of candidate files: size, mtime and path of every regular file and
-# symlink under each source, sorted. Its hash goes into the stamp, so a change
+# Manifest of candidate files: size, mtime, type, inode and path of every
+# regular file and symlink under each source, sorted by path. Its hash goes into the stamp, so a change
 # on this machine (a package installed) is noticed.
 mkdir -p "$work.lists"
 manifest_hash=$(
@@ -131,14 +138,16 @@ if [[ $force -eq 0 && -f $out && -f $stamp && $(stat -c %s "$out") -eq $size ]];
 		exit 0
 	fi
 fi
-if [[ -f $stamp ]]; then
+if [[ $force -eq 1 ]]; then
+	note "rebuilding $out (--force)"
+elif [[ -f $stamp ]]; then
 	note "rebuilding $out: stamp differs:"
 	diff <(head -n 5 "$stamp") <(echo "$want_stamp") >&2 || true
 fi
 
 avail=$(df -B1 --output=avail "$(dirname "$out")" | tail -n 1)
 # Staging (about USED) plus the image (USED, or SIZE when dirty), with 1 GiB spare.
-need_bytes=$((size * USED_PERMILLE / 1000 * 2 + 1073741824))
+need_bytes=$((size * USED_PERMILLE * 2 / 1000 + 1073741824))
 [[ $dirty -eq 1 ]] && need_bytes=$((size * USED_PERMILLE / 1000 + size + 1073741824))
 ((avail >= need_bytes)) || die "$(dirname "$out"): $(gib "$avail") free, need about $(gib "$need_bytes")"
 
@@ -203,8 +212,11 @@ while :; do
 	# tar exits 1 when a file changed while read; the copy is still complete.
 	((rc <= 1)) || die "copying system files (round $round) failed: tar exit $rc"
 	declared=$((declared + $(awk -F '\t' '{ s += $1 } END { printf "%.0f\n", s }' "$work.lists/round")))
+	before=$copied
 	copied=$(du -s -B1 "$work/sys" | cut -f1)
-	((copied >= sys_budget * 99 / 100 || round >= 10)) && break
+	((copied >= sys_budget * 99 / 100 || round >= 1000)) && break
+	# Nothing small enough left to add: stop short of the budget.
+	((copied > before + 65536)) || break
 	# Ask for the shortfall scaled by how much of a declared byte was kept.
 	left=$(((sys_budget - copied) * (declared / 4096) / (copied / 4096)))
 	awk -F '\t' -v budget="$left" '{ if (used + $1 > budget) next; used += $1; print }' \
