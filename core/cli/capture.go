@@ -3,10 +3,8 @@ package cli
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/diskcast/diskcast/core/capture"
 	"github.com/diskcast/diskcast/core/image"
@@ -21,39 +19,15 @@ var captureCommand = &command{
 }
 
 func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	codecName := fs.String("codec", "zstd", "chunk codec: zstd, gzip or none")
-	level := fs.Int("level", image.DefaultLevel, "compression level (zstd 1-22, gzip 1-9)")
-	chunkSize := fs.String("chunk-size", "1M", "target compressed size of a chunk")
-	workers := fs.Int("workers", 0, "compression workers (default: one per core)")
-	signKey := fs.String("sign", "", "sign the image with this private key (from 'diskcast keygen')")
-	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
-	force := fs.Bool("force", false, "overwrite OUT.dci if it exists")
+	flags := addImageFlags(fs, image.DefaultLevel, "compression level (zstd 1-22, gzip 1-9)")
 	allowInUse := fs.Bool("allow-in-use", false, "capture even if a filesystem on SOURCE is mounted read-write (inconsistent image)")
 	choice := fsFlags(fs)
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	codec, err := image.ParseCodec(*codecName)
+	opts, key, err := flags.options(pos[1])
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	cs, err := parseSize(*chunkSize)
-	if err != nil {
-		return err
-	}
-	if cs < 64<<10 || cs > image.MaxRawChunk/8 {
-		return fmt.Errorf("%w: --chunk-size %s: want 64K to %dM", errUsage, *chunkSize, image.MaxRawChunk/8>>20)
-	}
-	var key ed25519.PrivateKey
-	if *signKey != "" {
-		if key, err = image.ReadPrivateKey(*signKey); err != nil {
-			return err
-		}
-	}
-	if _, err := os.Stat(pos[1]); err == nil && !*force {
-		return fmt.Errorf("%s exists; use --force to overwrite it", pos[1])
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	analyze, stopPlugins, err := e.analyzer(ctx, pos[0], choice)
@@ -61,7 +35,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 		return err
 	}
 	defer stopPlugins()
-	mode := progress.ModeFor(e.stderrFile, *jsonOut)
+	mode := progress.ModeFor(e.stderrFile, *flags.json)
 	out := e.stderr
 	if mode == progress.JSON {
 		out = e.stdout
@@ -70,7 +44,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	req := capture.Request{
 		Source:     pos[0],
 		Output:     pos[1],
-		Options:    capture.Options{Codec: codec, Level: *level, ChunkSize: int(cs), Workers: *workers},
+		Options:    opts,
 		Sign:       key,
 		Creator:    creator(),
 		AllowInUse: *allowInUse,
@@ -92,7 +66,7 @@ func runCapture(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	h, s := res.Header, res.Stats
 	secs := res.Elapsed.Seconds()
-	if *jsonOut {
+	if *flags.json {
 		return writeJSON(e.stdout, map[string]any{
 			"event": "captured", "image": pos[1], "id": h.ID.String(), "source": pos[0],
 			"source_bytes": h.Source.Size, "data_bytes": s.DataBytes, "zero_bytes": s.ZeroBytes,

@@ -14,7 +14,6 @@ import (
 
 	"github.com/diskcast/diskcast/core/capture"
 	"github.com/diskcast/diskcast/core/clonezilla"
-	"github.com/diskcast/diskcast/core/image"
 	"github.com/diskcast/diskcast/core/partclone"
 	"github.com/diskcast/diskcast/core/progress"
 )
@@ -27,46 +26,21 @@ var importCommand = &command{
 }
 
 func runImport(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	codecName := fs.String("codec", "zstd", "chunk codec: zstd, gzip or none")
 	// Level 1, not capture's 3: an import recompresses every used byte of
 	// an image that was already compressed once, and should keep pace with
 	// partclone's own restore of it; the image is a few percent larger.
-	level := fs.Int("level", 1, "compression level (zstd 1-22, gzip 1-9); 3 or more for a smaller image")
-	chunkSize := fs.String("chunk-size", "1M", "target compressed size of a chunk")
-	workers := fs.Int("workers", 0, "compression workers (default: one per core)")
-	signKey := fs.String("sign", "", "sign the image with this private key (from 'diskcast keygen')")
+	flags := addImageFlags(fs, 1, "compression level (zstd 1-22, gzip 1-9); 3 or more for a smaller image")
 	selectName := fs.String("select", "", "disk or partition of a Clonezilla directory (sda, nvme0n1, sdb2); same as DIR:NAME")
-	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
-	force := fs.Bool("force", false, "overwrite OUT.dci if it exists")
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	codec, err := image.ParseCodec(*codecName)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	cs, err := parseSize(*chunkSize)
-	if err != nil {
-		return err
-	}
-	if cs < 64<<10 || cs > image.MaxRawChunk/8 {
-		return fmt.Errorf("%w: --chunk-size %s: want 64K to %dM", errUsage, *chunkSize, image.MaxRawChunk/8>>20)
-	}
-	var key ed25519.PrivateKey
-	if *signKey != "" {
-		if key, err = image.ReadPrivateKey(*signKey); err != nil {
-			return err
-		}
-	}
 	src, out := pos[0], pos[1]
-	if _, err := os.Stat(out); err == nil && !*force {
-		return fmt.Errorf("%s exists; use --force to overwrite it", out)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	copts, key, err := flags.options(out)
+	if err != nil {
 		return err
 	}
-	copts := capture.Options{Codec: codec, Level: *level, ChunkSize: int(cs), Workers: *workers}
-	pmode := progress.ModeFor(e.stderrFile, *jsonOut)
+	pmode := progress.ModeFor(e.stderrFile, *flags.json)
 	pout := e.stderr
 	if pmode == progress.JSON {
 		pout = e.stdout
@@ -108,7 +82,7 @@ func runImport(ctx context.Context, e *env, fs *flag.FlagSet, args []string) err
 	}
 	h, s := res.Header, res.Stats
 	secs := res.Elapsed.Seconds()
-	if *jsonOut {
+	if *flags.json {
 		return writeJSON(e.stdout, map[string]any{
 			"event": "imported", "source": src, "image": out, "id": h.ID.String(), "kind": h.Source.Kind.String(),
 			"source_bytes": h.Source.Size, "data_bytes": s.DataBytes, "zero_bytes": s.ZeroBytes,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/diskcast/diskcast/core/disk"
 	"github.com/diskcast/diskcast/core/image"
+	"github.com/diskcast/diskcast/core/partclone"
 )
 
 // IsDir reports whether path is a directory that looks like a Clonezilla
@@ -115,7 +116,7 @@ func findImage(ctx context.Context, dir string, p *Part, sizeFromImage bool) err
 	fn := toFilename(p.Name)
 	var candidates []string
 	for _, pat := range []string{fn + ".*-ptcl-img*", fn + ".dd-img*", fn + ".ntfs-img*"} {
-		m, _ := filepath.Glob(filepath.Join(dir, globQuote(fn)+pat[len(fn):]))
+		m, _ := filepath.Glob(filepath.Join(dir, partclone.GlobEscape(fn)+pat[len(fn):]))
 		candidates = append(candidates, m...)
 	}
 	// One image per partition: collapse split pieces to their first.
@@ -175,17 +176,6 @@ func isSplitSuffix(s string) bool {
 		}
 	}
 	return s != "gz" && s != "xz" && s != "zst" && s != "lz" && s != "lzma" && s != "bz" && s != "lzo" && s != "lrz"
-}
-
-func globQuote(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 // fsFromName takes the filesystem from sda1.ext4-ptcl-img.gz.aa.

@@ -40,7 +40,7 @@ func Pieces(path string) ([]string, error) {
 	default:
 		return nil, err
 	}
-	matches, err := filepath.Glob(globEscape(prefix) + "*")
+	matches, err := filepath.Glob(GlobEscape(prefix) + "*")
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,9 @@ func suffixAt(i, n int) string {
 	return string(b)
 }
 
-func globEscape(s string) string {
+// GlobEscape quotes the characters filepath.Glob treats as patterns, so a
+// file name can be used literally in a pattern.
+func GlobEscape(s string) string {
 	var b strings.Builder
 	for _, c := range s {
 		if strings.ContainsRune(`*?[\`, c) {
