@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/diskcast/diskcast/core/device"
@@ -82,11 +81,11 @@ func Run(ctx context.Context, req Request) (*Result, error) {
 	defer src.Close()
 	if use, err := device.InUse(req.Source); err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
-	} else if use != "" && !strings.Contains(use, "mounted read-only") {
+	} else if use.What != "" && !use.ReadOnly {
 		if !req.AllowInUse {
-			return nil, fmt.Errorf("capture %s: %w: %s; unmount it (or remount it read-only) first", req.Source, ErrInUse, use)
+			return nil, fmt.Errorf("capture %s: %w: %s; unmount it (or remount it read-only) first", req.Source, ErrInUse, use.What)
 		}
-		warn(req, "%s: %s; the image may be inconsistent", req.Source, use)
+		warn(req, "%s: %s; the image may be inconsistent", req.Source, use.What)
 	}
 	hdr, segs, err := describe(src, opts, req)
 	if err != nil {

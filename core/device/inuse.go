@@ -10,18 +10,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Use says how a device is in use; the zero value means it is not.
+type Use struct {
+	What     string // e.g. "sda1 is mounted read-write at /"
+	ReadOnly bool   // the only use is a read-only mount
+}
+
 // InUse reports how a block device, or any partition of it, is in use:
-// mounted, active swap, or held by device-mapper/md/LVM. It returns "" when
-// nothing uses it. Capturing a filesystem that is mounted read-write gives
-// an inconsistent image, and restoring onto one corrupts it, so callers
-// refuse both. Regular files are never reported.
-func InUse(path string) (string, error) {
+// mounted, active swap, or held by device-mapper/md/LVM. Capturing a
+// filesystem that is mounted read-write gives an inconsistent image (a
+// read-only one is fine), and restoring onto any use corrupts it, so
+// callers refuse those. Regular files are never reported.
+func InUse(path string) (Use, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return "", err
+		return Use{}, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return "", nil
+		return Use{}, nil
 	}
 	self := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	devs := map[string]string{self: filepath.Base(path)}
@@ -39,23 +45,24 @@ func InUse(path string) (string, error) {
 	}
 	for dev, name := range devs {
 		if holders, _ := os.ReadDir(filepath.Join("/sys/dev/block", dev, "holders")); len(holders) > 0 {
-			return fmt.Sprintf("%s is held by %s (device-mapper, md or LVM)", name, holders[0].Name()), nil
+			return Use{What: fmt.Sprintf("%s is held by %s (device-mapper, md or LVM)", name, holders[0].Name())}, nil
 		}
 	}
-	if use := mountedFrom(devs); use != "" {
+	if use := mountedFrom(devs); use.What != "" {
 		return use, nil
 	}
-	return swapFrom(devs), nil
+	return Use{What: swapFrom(devs)}, nil
 }
 
 // mountedFrom checks /proc/self/mountinfo, whose third field is the
 // major:minor of the mounted device.
-func mountedFrom(devs map[string]string) string {
+func mountedFrom(devs map[string]string) Use {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return ""
+		return Use{}
 	}
 	defer f.Close()
+	var ro Use
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -63,14 +70,16 @@ func mountedFrom(devs map[string]string) string {
 			continue
 		}
 		if name, ok := devs[fields[2]]; ok {
-			mode := "read-only"
 			if strings.HasPrefix(fields[5], "rw") {
-				mode = "read-write"
+				return Use{What: fmt.Sprintf("%s is mounted read-write at %s", name, fields[4])}
 			}
-			return fmt.Sprintf("%s is mounted %s at %s", name, mode, fields[4])
+			// Keep looking: another partition may be mounted read-write.
+			if ro.What == "" {
+				ro = Use{What: fmt.Sprintf("%s is mounted read-only at %s", name, fields[4]), ReadOnly: true}
+			}
 		}
 	}
-	return ""
+	return ro
 }
 
 func swapFrom(devs map[string]string) string {

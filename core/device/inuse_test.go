@@ -15,12 +15,12 @@ func TestInUse(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fs.img")
 	testenv.MkfsExt4(t, img, 8<<20, "")
-	if use, err := InUse(img); err != nil || use != "" {
-		t.Fatalf("a plain file: %q, %v", use, err)
+	if use, err := InUse(img); err != nil || use != (Use{}) {
+		t.Fatalf("a plain file: %+v, %v", use, err)
 	}
 	dev := testenv.LoopDevice(t, img)
-	if use, err := InUse(dev); err != nil || use != "" {
-		t.Fatalf("an unmounted loop device: %q, %v", use, err)
+	if use, err := InUse(dev); err != nil || use != (Use{}) {
+		t.Fatalf("an unmounted loop device: %+v, %v", use, err)
 	}
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
@@ -29,7 +29,7 @@ func TestInUse(t *testing.T) {
 	}
 	defer exec.Command("umount", mnt).Run()
 	use, err := InUse(dev)
-	if err != nil || !strings.Contains(use, "mounted read-only at "+mnt) {
-		t.Fatalf("a mounted loop device: %q, %v", use, err)
+	if err != nil || !use.ReadOnly || !strings.Contains(use.What, "mounted read-only at "+mnt) {
+		t.Fatalf("a mounted loop device: %+v, %v", use, err)
 	}
 }

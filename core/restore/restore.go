@@ -74,8 +74,8 @@ type Target struct {
 // refuses a target smaller than the last byte the image writes before
 // writing anything; a file target grows to the source size.
 func OpenTarget(path string, meta *image.Reader) (*Target, error) {
-	if use, err := device.InUse(path); err == nil && use != "" {
-		return nil, fmt.Errorf("%w: %s; unmount it first, nothing was written", ErrInUse, use)
+	if use, err := device.InUse(path); err == nil && use.What != "" {
+		return nil, fmt.Errorf("%w: %s; unmount it first, nothing was written", ErrInUse, use.What)
 	}
 	dev, created, err := device.Create(path)
 	if err != nil {
