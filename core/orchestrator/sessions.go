@@ -316,11 +316,9 @@ func (o *Orchestrator) watchRunning(s *session, run Running, runNo int) {
 	})
 }
 
-// failRemaining fails every unfinished member of a running session.
-func (o *Orchestrator) failRemaining(s *session, now time.Time, reason string) {
-	rec := cloneRec(s.rec)
-	var hist []histItem
-	var changed []string
+// failUnfinished marks every unfinished member of rec failed with reason
+// and returns their history entries and names.
+func failUnfinished(rec *state.Session, now time.Time, reason string) (hist []histItem, changed []string) {
 	for _, m := range rec.Members {
 		run := rec.Nodes[m]
 		if run == nil || terminal(run.State) {
@@ -330,6 +328,13 @@ func (o *Orchestrator) failRemaining(s *session, now time.Time, reason string) {
 		hist = append(hist, histItem{m, state.HistoryEntry{Time: now, Session: rec.Name, Run: rec.Run, State: StateFailed, Reason: reason, Bytes: run.Bytes}})
 		changed = append(changed, m)
 	}
+	return hist, changed
+}
+
+// failRemaining fails every unfinished member of a running session.
+func (o *Orchestrator) failRemaining(s *session, now time.Time, reason string) {
+	rec := cloneRec(s.rec)
+	hist, changed := failUnfinished(rec, now, reason)
 	if err := o.commit(s, rec, hist); err != nil {
 		o.log.Error("cannot record failed nodes", "session", rec.Name, "error", err)
 		return
@@ -359,17 +364,7 @@ func (o *Orchestrator) CancelSession(ctx context.Context, name, reason string) (
 	}
 	now := time.Now()
 	rec := cloneRec(s.rec)
-	var hist []histItem
-	var changed []string
-	for _, m := range rec.Members {
-		run := rec.Nodes[m]
-		if run == nil || terminal(run.State) {
-			continue
-		}
-		run.State, run.Reason, run.Since, run.Deadline = StateFailed, reason, now, time.Time{}
-		hist = append(hist, histItem{m, state.HistoryEntry{Time: now, Session: rec.Name, Run: rec.Run, State: StateFailed, Reason: reason, Bytes: run.Bytes}})
-		changed = append(changed, m)
-	}
+	hist, changed := failUnfinished(rec, now, reason)
 	rec.State, rec.Reason, rec.Ended = SessionCancelled, reason, now
 	if err := o.commit(s, rec, hist); err != nil {
 		return nil, err
