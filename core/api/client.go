@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,19 +274,10 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 	return b, nil
 }
 
-// SplitMeta splits an image's concatenated header, index and trailer (as
-// /meta serves them) and checks them: the header's preamble gives its
-// length, the trailer is the last image.TrailerSize bytes.
+// SplitMeta parses an image's concatenated header, index and trailer (as
+// /meta serves them); see image.ParseMeta.
 func SplitMeta(b []byte) (*image.Reader, error) {
-	if len(b) < 16+image.TrailerSize {
-		return nil, fmt.Errorf("%w: %d bytes cannot hold a header and a trailer", ErrMeta, len(b))
-	}
-	h := int64(binary.LittleEndian.Uint32(b[12:16]))
-	end := int64(len(b)) - image.TrailerSize
-	if h < 16 || h > end {
-		return nil, fmt.Errorf("%w: header length %d does not fit %d bytes", ErrMeta, h, len(b))
-	}
-	r, err := image.NewMeta(b[:h], b[h:end], b[end:])
+	r, err := image.ParseMeta(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMeta, err)
 	}

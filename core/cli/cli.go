@@ -33,6 +33,8 @@ type command struct {
 var commands = []*command{
 	captureCommand,
 	restoreCommand,
+	sendCommand,
+	receiveCommand,
 	importCommand,
 	exportCommand,
 	infoCommand,

@@ -29,6 +29,7 @@ import (
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/filesystem"
+	"github.com/diskcast/diskcast/sdk/transport"
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin" // this package is called plugin too
 )
@@ -68,6 +69,7 @@ const (
 type Builtins interface {
 	Describe() base.Description
 	Filesystem(name string) (filesystem.Filesystem, bool)
+	Transport(name string) (transport.Transport, bool)
 }
 
 // Installed is one plugin the Manager found.
@@ -130,8 +132,9 @@ type Manager struct {
 // running is a started plugin.
 type running struct {
 	inst   Installed
-	client *goplugin.Client // nil in process
-	fs     filesystem.Client
+	client *goplugin.Client  // nil in process
+	fs     filesystem.Client // the client of its kind
+	tr     transport.Client
 	tail   *tail
 	// startTimeout is the start's limit, for its error message.
 	startTimeout time.Duration
@@ -326,13 +329,31 @@ func (m *Manager) Names(ctx context.Context, kind base.Kind) []string {
 
 // Filesystem starts (once) and returns the named filesystem plugin.
 func (m *Manager) Filesystem(ctx context.Context, name string) (filesystem.Client, error) {
+	r, err := m.get(ctx, base.KindFilesystem, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.fs, nil
+}
+
+// Transport starts (once) and returns the named transport plugin.
+func (m *Manager) Transport(ctx context.Context, name string) (transport.Client, error) {
+	r, err := m.get(ctx, base.KindTransport, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.tr, nil
+}
+
+// get starts (once) and returns the plugin of a kind and name.
+func (m *Manager) get(ctx context.Context, kind base.Kind, name string) (*running, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key := string(base.KindFilesystem) + "/" + name
+	key := string(kind) + "/" + name
 	if r, ok := m.running[key]; ok {
-		return r.fs, nil
+		return r, nil
 	}
-	inst, err := m.find(ctx, base.KindFilesystem, name)
+	inst, err := m.find(ctx, kind, name)
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +365,7 @@ func (m *Manager) Filesystem(ctx context.Context, name string) (filesystem.Clien
 		m.running = map[string]*running{}
 	}
 	m.running[key] = r
-	return r.fs, nil
+	return r, nil
 }
 
 // start runs a plugin process (or, InProcess, wraps a built-in).
@@ -354,11 +375,7 @@ func (m *Manager) start(inst Installed) (*running, error) {
 		timeout = filesystem.DefaultTimeout
 	}
 	if inst.BuiltIn && m.InProcess {
-		impl, ok := m.Builtins.Filesystem(inst.Name)
-		if !ok {
-			return nil, fmt.Errorf("%w: built-in filesystem plugin %q has no implementation", ErrStart, inst.Name)
-		}
-		return &running{inst: inst, fs: filesystem.InProcess(impl, base.Info{Name: inst.Name, Version: inst.Version})}, nil
+		return m.inProcess(inst)
 	}
 	var cmd *exec.Cmd
 	var secure *goplugin.SecureConfig
@@ -386,7 +403,10 @@ func (m *Manager) start(inst Installed) (*running, error) {
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: base.Handshake,
 		VersionedPlugins: map[int]goplugin.PluginSet{
-			base.APIVersion: {string(base.KindFilesystem): &filesystem.GRPCPlugin{Timeout: timeout}},
+			base.APIVersion: {
+				string(base.KindFilesystem): &filesystem.GRPCPlugin{Timeout: timeout},
+				string(base.KindTransport):  &transport.GRPCPlugin{},
+			},
 		},
 		Cmd:              cmd,
 		SecureConfig:     secure,
@@ -402,12 +422,44 @@ func (m *Manager) start(inst Installed) (*running, error) {
 		client.Kill()
 		return nil, r.startError(err)
 	}
-	raw, err := rpcClient.Dispense(string(base.KindFilesystem))
+	raw, err := rpcClient.Dispense(string(inst.Kind))
 	if err != nil {
 		client.Kill()
 		return nil, r.startError(err)
 	}
-	r.fs = &decorated{Client: raw.(filesystem.Client), r: r}
+	switch c := raw.(type) {
+	case filesystem.Client:
+		r.fs = &decorated{Client: c, r: r}
+	case transport.Client:
+		r.tr = &transportDecorated{Client: c, r: r}
+	default:
+		client.Kill()
+		return nil, fmt.Errorf("%w: %s: the core cannot run %s plugins", ErrStart, r.what(), inst.Kind)
+	}
+	return r, nil
+}
+
+// inProcess wraps a built-in plugin to be called in this process.
+func (m *Manager) inProcess(inst Installed) (*running, error) {
+	meta := base.Info{Name: inst.Name, Version: inst.Version}
+	r := &running{inst: inst}
+	missing := fmt.Errorf("%w: built-in %s plugin %q has no implementation", ErrStart, inst.Kind, inst.Name)
+	switch inst.Kind {
+	case base.KindFilesystem:
+		impl, ok := m.Builtins.Filesystem(inst.Name)
+		if !ok {
+			return nil, missing
+		}
+		r.fs = filesystem.InProcess(impl, meta)
+	case base.KindTransport:
+		impl, ok := m.Builtins.Transport(inst.Name)
+		if !ok {
+			return nil, missing
+		}
+		r.tr = transport.InProcess(impl, meta)
+	default:
+		return nil, missing
+	}
 	return r, nil
 }
 
@@ -495,21 +547,25 @@ type decorated struct {
 	r *running
 }
 
-func (d *decorated) wrap(op string, err error) error {
+func (d *decorated) wrap(op string, err error) error { return d.r.wrap(op, err) }
+
+// wrap names the plugin in err, and for a plugin that died adds what it
+// wrote last.
+func (r *running) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, base.ErrPluginExited) {
-		if d.r.client != nil {
+		if r.client != nil {
 			// Give go-plugin a moment to collect the exit and the last
 			// lines of stderr (it has read them all once Exited is true).
-			for i := 0; i < 300 && !d.r.client.Exited(); i++ {
+			for i := 0; i < 300 && !r.client.Exited(); i++ {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
-		return fmt.Errorf("%s: %s: the plugin process died: %w%s", d.r.what(), op, err, quote(d.r.tail.String()))
+		return fmt.Errorf("%s: %s: the plugin process died: %w%s", r.what(), op, err, quote(r.tail.String()))
 	}
-	return fmt.Errorf("%s: %s: %w", d.r.what(), op, err)
+	return fmt.Errorf("%s: %s: %w", r.what(), op, err)
 }
 
 func (d *decorated) Info(ctx context.Context) (*base.Info, error) {
@@ -545,4 +601,36 @@ func (d *decorated) UsedExtents(ctx context.Context, v filesystem.Volume, emit f
 
 func (d *decorated) FixUp(ctx context.Context, v filesystem.Volume) error {
 	return d.wrap("fix-up", d.Client.FixUp(ctx, v))
+}
+
+// transportDecorated names the plugin in a transport's errors. Errors the
+// core's own source or sink returned inside a call come back through
+// the plugin and are named too: the message says which side failed.
+type transportDecorated struct {
+	transport.Client
+	r *running
+}
+
+func (d *transportDecorated) Configure(ctx context.Context, cfg base.Config) error {
+	return d.r.wrap("configure", d.Client.Configure(ctx, cfg))
+}
+
+func (d *transportDecorated) Capabilities(ctx context.Context) (*transport.Capabilities, error) {
+	c, err := d.Client.Capabilities(ctx)
+	return c, d.r.wrap("capabilities", err)
+}
+
+func (d *transportDecorated) Send(ctx context.Context, s transport.Session, src transport.Source) (transport.Stats, error) {
+	st, err := d.Client.Send(ctx, s, src)
+	return st, d.r.wrap("send", err)
+}
+
+func (d *transportDecorated) Receive(ctx context.Context, s transport.Session, sink transport.Sink) (transport.Stats, error) {
+	st, err := d.Client.Receive(ctx, s, sink)
+	return st, d.r.wrap("receive", err)
+}
+
+func (d *transportDecorated) Fetch(ctx context.Context, s transport.Session, index int64) ([]byte, error) {
+	b, err := d.Client.Fetch(ctx, s, index)
+	return b, d.r.wrap(fmt.Sprintf("fetch chunk %d", index), err)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/filesystem"
+	"github.com/diskcast/diskcast/sdk/transport"
 )
 
 // Binaries built once for all tests.
@@ -56,6 +57,8 @@ func (b builtinList) Describe() base.Description { return b.d }
 func (b builtinList) Filesystem(string) (filesystem.Filesystem, bool) {
 	return nil, false // these tests run built-ins out of process only
 }
+
+func (b builtinList) Transport(string) (transport.Transport, bool) { return nil, false }
 
 func builtins(t *testing.T) builtinList {
 	t.Helper()

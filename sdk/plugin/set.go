@@ -120,6 +120,18 @@ func (s *Set) Filesystem(name string) (filesystem.Filesystem, bool) {
 	return fs, ok
 }
 
+// Transport returns the registered transport plugin of that name.
+func (s *Set) Transport(name string) (transport.Transport, bool) {
+	t, ok := s.transports[name]
+	return t, ok
+}
+
+// Boot returns the registered boot plugin of that name.
+func (s *Set) Boot(name string) (boot.Boot, bool) {
+	b, ok := s.boots[name]
+	return b, ok
+}
+
 // Describe lists the set's plugins, sorted by kind and name.
 func (s *Set) Describe() base.Description {
 	d := base.Description{APIVersion: base.APIVersion, Version: s.version, Plugins: []base.Component{}}

@@ -2,22 +2,23 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/diskcast/diskcast/sdk/base"
 )
 
-// Mock is a Transport that carries chunks through memory: Send reads
-// every chunk of the session from its source into Store, and Receive
-// delivers chunks from Store. It is for tests of code that drives
-// transports.
+// Mock is a Transport that carries an image through memory: Send copies
+// the metadata and every chunk from its source, and Receive delivers them
+// to a sink. It is for tests of code that drives transports.
 type Mock struct {
 	base.NoConfig
 	Caps Capabilities
 
-	mu    sync.Mutex
-	Store map[int64][]byte
+	mu     sync.Mutex
+	meta   []byte
+	chunks map[int64][]byte
 }
 
 var _ Transport = (*Mock)(nil)
@@ -33,43 +34,75 @@ func (m *Mock) Capabilities(context.Context) (*Capabilities, error) {
 	return &c, nil
 }
 
-// Send copies every chunk of the session from src into Store.
-func (m *Mock) Send(ctx context.Context, s Session, src ChunkSource) error {
-	for i := range s.Chunks {
+// Send copies the metadata and every chunk of src.
+func (m *Mock) Send(ctx context.Context, s Session, src Source) (Stats, error) {
+	var st Stats
+	chunks := map[int64][]byte{}
+	for i := range int64(len(src.ChunkSizes())) {
 		data, err := src.ReadChunk(ctx, i)
 		if err != nil {
-			return err
+			return st, err
 		}
-		m.mu.Lock()
-		if m.Store == nil {
-			m.Store = map[int64][]byte{}
+		if int64(len(data)) != src.ChunkSizes()[i] {
+			return st, fmt.Errorf("mock: chunk %d has %d bytes, the source said %d", i, len(data), src.ChunkSizes()[i])
 		}
-		m.Store[i] = data
-		m.mu.Unlock()
+		chunks[i] = data
+		st.Bytes += int64(len(data))
 	}
-	return nil
+	m.mu.Lock()
+	m.meta, m.chunks = src.Meta(), chunks
+	m.mu.Unlock()
+	src.Progress(ctx, st)
+	return st, nil
 }
 
-// Receive delivers the wanted chunks (all when want is empty) from Store.
-func (m *Mock) Receive(ctx context.Context, s Session, want []int64, deliver func(int64, []byte) error) error {
-	if len(want) == 0 {
-		for i := range s.Chunks {
-			want = append(want, i)
-		}
+// Receive delivers the stored image to sink, skipping the chunks it
+// holds; a chunk the sink rejects with ErrChecksum is offered once more.
+func (m *Mock) Receive(ctx context.Context, s Session, sink Sink) (Stats, error) {
+	var st Stats
+	m.mu.Lock()
+	meta, chunks := m.meta, m.chunks
+	m.mu.Unlock()
+	if meta == nil {
+		return st, fmt.Errorf("%w: nothing was sent", ErrSession)
 	}
-	for _, i := range want {
-		if err := ctx.Err(); err != nil {
-			return err
+	held, err := sink.Meta(ctx, meta)
+	if err != nil {
+		return st, err
+	}
+	st.ChunksTotal, st.ResumedChunks = held.Chunks, held.Count()
+	for i := range held.Chunks {
+		if held.Has(i) {
+			continue
 		}
-		m.mu.Lock()
-		data, ok := m.Store[i]
-		m.mu.Unlock()
+		data, ok := chunks[i]
 		if !ok {
-			return fmt.Errorf("%w: chunk %d was never sent", ErrNoChunk, i)
+			return st, fmt.Errorf("%w: chunk %d was never sent", ErrNoChunk, i)
 		}
-		if err := deliver(i, data); err != nil {
-			return err
+		err := sink.Write(ctx, i, data)
+		if errors.Is(err, ErrChecksum) {
+			err = sink.Write(ctx, i, data)
 		}
+		if err != nil {
+			return st, err
+		}
+		st.Chunks++
+		st.Bytes += int64(len(data))
 	}
-	return nil
+	sink.Progress(ctx, st)
+	return st, nil
+}
+
+// Fetch returns a stored chunk when Caps.Repair is set.
+func (m *Mock) Fetch(_ context.Context, _ Session, index int64) ([]byte, error) {
+	if !m.Caps.Repair {
+		return nil, fmt.Errorf("mock: fetch: %w", base.ErrUnsupported)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	data, ok := m.chunks[index]
+	if !ok {
+		return nil, fmt.Errorf("%w: chunk %d was never sent", ErrNoChunk, index)
+	}
+	return data, nil
 }

@@ -2,9 +2,8 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/internal/proto"
@@ -17,6 +16,21 @@ import (
 var codeMap = []rpc.Code{
 	{Err: ErrNoChunk, Code: codes.NotFound},
 	{Err: ErrSession, Code: codes.FailedPrecondition},
+	{Err: ErrChecksum, Code: codes.DataLoss},
+	{Err: ErrNoRepair, Code: codes.Unavailable},
+}
+
+// MaxMessage bounds one gRPC message between the core and a transport
+// plugin: a chunk (at most 64 MiB stored) or the metadata of a large
+// image.
+const MaxMessage = 256 << 20
+
+// newServer makes the core's brokered servers, with gRPC's 4 MiB limit on
+// received messages lifted (go-plugin lifts it on the client side of every
+// connection). Large messages (chunks, metadata) only ever travel to
+// these servers or in answers from them, never to a plugin's server.
+func newServer() *grpc.Server {
+	return grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
 }
 
 // GRPCPlugin is the go-plugin glue of the transport kind. A plugin sets
@@ -31,12 +45,11 @@ var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 // Client is the core's side of a transport plugin.
 type Client interface {
-	Info(ctx context.Context) (*base.Info, error)
-	ConfigSchema(ctx context.Context) (*base.Schema, error)
-	Configure(ctx context.Context, cfg base.Config) error
+	base.Plugin
 	Capabilities(ctx context.Context) (*Capabilities, error)
-	Send(ctx context.Context, s Session, src ChunkSource) error
-	Receive(ctx context.Context, s Session, want []int64, deliver func(index int64, data []byte) error) error
+	Send(ctx context.Context, s Session, src Source) (Stats, error)
+	Receive(ctx context.Context, s Session, sink Sink) (Stats, error)
+	Fetch(ctx context.Context, s Session, index int64) ([]byte, error)
 }
 
 // GRPCServer registers the Base and Transport services.
@@ -61,8 +74,26 @@ func sessionOf(s *proto.Session) Session {
 	return Session{ID: s.GetId(), ImageID: s.GetImageId(), Chunks: s.GetChunks(), Params: s.GetParams()}
 }
 
-func toProto(s Session) *proto.Session {
+func sessionProto(s Session) *proto.Session {
 	return &proto.Session{Id: s.ID, ImageId: s.ImageID, Chunks: s.Chunks, Params: s.Params}
+}
+
+func statsOf(p *proto.TransportStats) Stats {
+	return Stats{
+		Elapsed: time.Duration(p.GetElapsedNs()), Bytes: p.GetBytes(), Chunks: p.GetChunks(), ChunksTotal: p.GetChunksTotal(),
+		RetransmittedBytes: p.GetRetransmittedBytes(), DuplicateBytes: p.GetDuplicateBytes(), LostPackets: p.GetLostPackets(),
+		RepairedChunks: p.GetRepairedChunks(), ResumedChunks: p.GetResumedChunks(),
+		Receivers: p.GetReceivers(), Completed: p.GetCompleted(), Rate: p.GetRate(), Counters: p.GetCounters(),
+	}
+}
+
+func statsProto(s Stats) *proto.TransportStats {
+	return &proto.TransportStats{
+		ElapsedNs: int64(s.Elapsed), Bytes: s.Bytes, Chunks: s.Chunks, ChunksTotal: s.ChunksTotal,
+		RetransmittedBytes: s.RetransmittedBytes, DuplicateBytes: s.DuplicateBytes, LostPackets: s.LostPackets,
+		RepairedChunks: s.RepairedChunks, ResumedChunks: s.ResumedChunks,
+		Receivers: s.Receivers, Completed: s.Completed, Rate: s.Rate, Counters: s.Counters,
+	}
 }
 
 // server is the plugin side.
@@ -80,28 +111,55 @@ func (s *server) Capabilities(ctx context.Context, _ *proto.Empty) (*proto.Trans
 	return &proto.TransportCapabilities{Multicast: c.Multicast, Repair: c.Repair}, nil
 }
 
-func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.Empty, error) {
+func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.TransportStats, error) {
 	conn, err := s.broker.Dial(req.ChunkSource)
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("transport: connect to the core's chunk source: %w", err), codeMap)
 	}
 	defer conn.Close()
-	src := &sourceClient{c: proto.NewChunkSourceClient(conn)}
-	if err := s.impl.Send(ctx, sessionOf(req.Session), src); err != nil {
+	sc := proto.NewChunkSourceClient(conn)
+	img, err := sc.Image(ctx, &proto.Empty{})
+	if err != nil {
+		return nil, rpc.ToStatus(fmt.Errorf("transport: get the image from the core: %w", rpc.FromStatus(err, nil, codeMap)), codeMap)
+	}
+	src := &sourceClient{c: sc, meta: img.Meta, sizes: img.ChunkSizes}
+	st, err := s.impl.Send(ctx, sessionOf(req.Session), src)
+	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
-	return &proto.Empty{}, nil
+	return statsProto(st), nil
 }
 
-func (s *server) Receive(req *proto.ReceiveRequest, stream proto.Transport_ReceiveServer) error {
-	err := s.impl.Receive(stream.Context(), sessionOf(req.Session), req.Want, func(index int64, data []byte) error {
-		return stream.Send(&proto.Chunk{Index: index, Data: data})
-	})
-	return rpc.ToStatus(err, codeMap)
+func (s *server) Receive(ctx context.Context, req *proto.ReceiveRequest) (*proto.TransportStats, error) {
+	conn, err := s.broker.Dial(req.ChunkSink)
+	if err != nil {
+		return nil, rpc.ToStatus(fmt.Errorf("transport: connect to the core's chunk sink: %w", err), codeMap)
+	}
+	defer conn.Close()
+	st, err := s.impl.Receive(ctx, sessionOf(req.Session), &sinkClient{c: proto.NewChunkSinkClient(conn)})
+	if err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return statsProto(st), nil
 }
 
-// sourceClient is the plugin's view of the core's ChunkSource.
-type sourceClient struct{ c proto.ChunkSourceClient }
+func (s *server) Fetch(ctx context.Context, req *proto.FetchRequest) (*proto.Chunk, error) {
+	data, err := s.impl.Fetch(ctx, sessionOf(req.Session), req.Index)
+	if err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return &proto.Chunk{Index: req.Index, Data: data}, nil
+}
+
+// sourceClient is the plugin's view of the core's Source.
+type sourceClient struct {
+	c     proto.ChunkSourceClient
+	meta  []byte
+	sizes []int64
+}
+
+func (s *sourceClient) Meta() []byte        { return s.meta }
+func (s *sourceClient) ChunkSizes() []int64 { return s.sizes }
 
 func (s *sourceClient) ReadChunk(ctx context.Context, index int64) ([]byte, error) {
 	r, err := s.c.ReadChunk(ctx, &proto.ChunkRef{Index: index})
@@ -111,10 +169,18 @@ func (s *sourceClient) ReadChunk(ctx context.Context, index int64) ([]byte, erro
 	return r.Data, nil
 }
 
-// sourceServer serves the core's ChunkSource to the plugin.
+func (s *sourceClient) Progress(ctx context.Context, st Stats) {
+	s.c.Progress(ctx, statsProto(st)) // best effort: progress is advisory
+}
+
+// sourceServer serves the core's Source to the plugin.
 type sourceServer struct {
 	proto.UnimplementedChunkSourceServer
-	src ChunkSource
+	src Source
+}
+
+func (s *sourceServer) Image(context.Context, *proto.Empty) (*proto.SourceImage, error) {
+	return &proto.SourceImage{Meta: s.src.Meta(), ChunkSizes: s.src.ChunkSizes()}, nil
 }
 
 func (s *sourceServer) ReadChunk(ctx context.Context, ref *proto.ChunkRef) (*proto.Chunk, error) {
@@ -123,6 +189,73 @@ func (s *sourceServer) ReadChunk(ctx context.Context, ref *proto.ChunkRef) (*pro
 		return nil, rpc.ToStatus(err, codeMap)
 	}
 	return &proto.Chunk{Index: ref.Index, Data: data}, nil
+}
+
+func (s *sourceServer) Progress(ctx context.Context, st *proto.TransportStats) (*proto.Empty, error) {
+	s.src.Progress(ctx, statsOf(st))
+	return &proto.Empty{}, nil
+}
+
+// sinkClient is the plugin's view of the core's Sink.
+type sinkClient struct{ c proto.ChunkSinkClient }
+
+func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
+	r, err := s.c.Meta(ctx, &proto.MetaBlob{Meta: meta})
+	if err != nil {
+		return nil, rpc.FromStatus(err, nil, codeMap)
+	}
+	return HeldFromBits(r.Chunks, r.Have), nil
+}
+
+func (s *sinkClient) Write(ctx context.Context, index int64, data []byte) error {
+	_, err := s.c.Write(ctx, &proto.Chunk{Index: index, Data: data})
+	return rpc.FromStatus(err, nil, codeMap)
+}
+
+func (s *sinkClient) Repair(ctx context.Context, index int64) ([]byte, error) {
+	r, err := s.c.Repair(ctx, &proto.ChunkRef{Index: index})
+	if err != nil {
+		return nil, rpc.FromStatus(err, nil, codeMap)
+	}
+	return r.Data, nil
+}
+
+func (s *sinkClient) Progress(ctx context.Context, st Stats) {
+	s.c.Progress(ctx, statsProto(st)) // best effort: progress is advisory
+}
+
+// sinkServer serves the core's Sink to the plugin.
+type sinkServer struct {
+	proto.UnimplementedChunkSinkServer
+	sink Sink
+}
+
+func (s *sinkServer) Meta(ctx context.Context, m *proto.MetaBlob) (*proto.MetaReply, error) {
+	h, err := s.sink.Meta(ctx, m.Meta)
+	if err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return &proto.MetaReply{Chunks: h.Chunks, Have: h.Bits()}, nil
+}
+
+func (s *sinkServer) Write(ctx context.Context, c *proto.Chunk) (*proto.Empty, error) {
+	if err := s.sink.Write(ctx, c.Index, c.Data); err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return &proto.Empty{}, nil
+}
+
+func (s *sinkServer) Repair(ctx context.Context, ref *proto.ChunkRef) (*proto.Chunk, error) {
+	data, err := s.sink.Repair(ctx, ref.Index)
+	if err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return &proto.Chunk{Index: ref.Index, Data: data}, nil
+}
+
+func (s *sinkServer) Progress(ctx context.Context, st *proto.TransportStats) (*proto.Empty, error) {
+	s.sink.Progress(ctx, statsOf(st))
+	return &proto.Empty{}, nil
 }
 
 // client is the core side.
@@ -142,41 +275,74 @@ func (c *client) Capabilities(ctx context.Context) (*Capabilities, error) {
 	return &Capabilities{Multicast: r.Multicast, Repair: r.Repair}, nil
 }
 
-// Send serves src to the plugin over a brokered connection for as long as
-// the plugin's Send runs.
-func (c *client) Send(ctx context.Context, s Session, src ChunkSource) error {
-	ctx, cancel := rpc.Join(ctx, c.Ctx)
-	defer cancel()
-	id := c.broker.NextId()
+// serve offers a service to the plugin over a brokered connection until
+// the returned stop is called.
+func (c *client) serve(register func(*grpc.Server)) (id uint32, stop func(), err error) {
+	id = c.broker.NextId()
 	ln, err := c.broker.Accept(id)
 	if err != nil {
-		return fmt.Errorf("transport: offer the chunk source to the plugin: %w", err)
+		return 0, nil, err
 	}
-	gs := grpc.NewServer()
-	proto.RegisterChunkSourceServer(gs, &sourceServer{src: src})
+	gs := newServer()
+	register(gs)
 	go gs.Serve(ln)
-	defer gs.Stop()
-	_, err = c.c.Send(ctx, &proto.SendRequest{Session: toProto(s), ChunkSource: id})
-	return rpc.FromStatus(err, c.Ctx, codeMap)
+	return id, gs.Stop, nil
 }
 
-func (c *client) Receive(ctx context.Context, s Session, want []int64, deliver func(index int64, data []byte) error) error {
+// Send serves src to the plugin for as long as the plugin's Send runs.
+func (c *client) Send(ctx context.Context, s Session, src Source) (Stats, error) {
 	ctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	stream, err := c.c.Receive(ctx, &proto.ReceiveRequest{Session: toProto(s), Want: want})
+	id, stop, err := c.serve(func(gs *grpc.Server) { proto.RegisterChunkSourceServer(gs, &sourceServer{src: src}) })
 	if err != nil {
-		return rpc.FromStatus(err, c.Ctx, codeMap)
+		return Stats{}, fmt.Errorf("transport: offer the chunk source to the plugin: %w", err)
 	}
-	for {
-		ch, err := stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return rpc.FromStatus(err, c.Ctx, codeMap)
-		}
-		if err := deliver(ch.Index, ch.Data); err != nil {
-			return err
-		}
+	defer stop()
+	r, err := c.c.Send(ctx, &proto.SendRequest{Session: sessionProto(s), ChunkSource: id})
+	if err != nil {
+		return Stats{}, rpc.FromStatus(err, c.Ctx, codeMap)
 	}
+	return statsOf(r), nil
+}
+
+// Receive serves sink to the plugin for as long as the plugin's Receive
+// runs.
+func (c *client) Receive(ctx context.Context, s Session, sink Sink) (Stats, error) {
+	ctx, cancel := rpc.Join(ctx, c.Ctx)
+	defer cancel()
+	id, stop, err := c.serve(func(gs *grpc.Server) { proto.RegisterChunkSinkServer(gs, &sinkServer{sink: sink}) })
+	if err != nil {
+		return Stats{}, fmt.Errorf("transport: offer the chunk sink to the plugin: %w", err)
+	}
+	defer stop()
+	r, err := c.c.Receive(ctx, &proto.ReceiveRequest{Session: sessionProto(s), ChunkSink: id})
+	if err != nil {
+		return Stats{}, rpc.FromStatus(err, c.Ctx, codeMap)
+	}
+	return statsOf(r), nil
+}
+
+func (c *client) Fetch(ctx context.Context, s Session, index int64) ([]byte, error) {
+	ctx, cancel := rpc.Join(ctx, c.Ctx)
+	defer cancel()
+	r, err := c.c.Fetch(ctx, &proto.FetchRequest{Session: sessionProto(s), Index: index})
+	if err != nil {
+		return nil, rpc.FromStatus(err, c.Ctx, codeMap)
+	}
+	return r.Data, nil
+}
+
+// InProcess returns a Client that calls impl directly, in this process.
+func InProcess(impl Transport, meta base.Info) Client {
+	meta.Kind = base.KindTransport
+	return &local{Transport: impl, meta: meta}
+}
+
+type local struct {
+	Transport
+	meta base.Info
+}
+
+func (l *local) Info(ctx context.Context) (*base.Info, error) {
+	return rpc.FillInfo(ctx, l.Transport, l.meta)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/diskcast/diskcast/plugins/fs/ntfs"
 	"github.com/diskcast/diskcast/plugins/fs/swap"
 	"github.com/diskcast/diskcast/plugins/fs/xfs"
+	unicast "github.com/diskcast/diskcast/plugins/transport/http"
+	"github.com/diskcast/diskcast/plugins/transport/multicast"
 	"github.com/diskcast/diskcast/sdk/plugin"
 )
 
@@ -35,6 +37,8 @@ func builtins() *plugin.Set {
 	set.RegisterFilesystem("ntfs", ntfs.NewPlugin())
 	set.RegisterFilesystem("swap", swap.NewPlugin())
 	set.RegisterFilesystem("xfs", xfs.NewPlugin())
+	set.RegisterTransport("multicast", multicast.NewPlugin())
+	set.RegisterTransport("http", unicast.NewPlugin())
 	set.SetVersion(cli.Version)
 	return set
 }

@@ -46,6 +46,9 @@ type Fetcher struct {
 	// that uses no proxy, dials with a 10 s timeout and keeps enough idle
 	// connections for parallel fetches.
 	Client *http.Client
+	// Header is added to every request, such as an Authorization bearer
+	// token for the orchestrator's image endpoints.
+	Header http.Header
 	// Sizes is the stored size of every chunk, from the image index. It
 	// gives FetchAll the chunk count and Chunk the exact size to expect.
 	// Without it Chunk accepts any size up to MaxChunk.
@@ -270,6 +273,9 @@ func (f *Fetcher) attempt(ctx context.Context, u string, want, limit int64) ([]b
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	for k, v := range f.Header {
+		req.Header[k] = v
 	}
 	f.requests.Add(1)
 	resp, err := f.httpClient().Do(req)

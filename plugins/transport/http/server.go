@@ -33,10 +33,15 @@ type ChunkSource interface {
 }
 
 // A ChunkSource may also implement these; the server then sends an ETag
-// (so that If-Range works) and Last-Modified.
+// (so that If-Range works) and Last-Modified. A chunkReader serves chunks
+// itself (ChunkRange and ImageFile are then unused for chunks); its
+// ImageFile may be nil, and the whole-file path is then not served.
 type (
-	etagger  interface{ ETag() string }
-	modTimer interface{ ModTime() time.Time }
+	etagger     interface{ ETag() string }
+	modTimer    interface{ ModTime() time.Time }
+	chunkReader interface {
+		ReadChunk(ctx context.Context, i int) ([]byte, error)
+	}
 )
 
 // Catalog finds images by the ID that requests name.
@@ -267,6 +272,16 @@ func (h *Handler) serveChunk(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("%v: image %q: chunk %d: the image has %d chunks", ErrNotFound, id, i, count))
 		return
 	}
+	if cr, ok := src.(chunkReader); ok {
+		data, err := cr.ReadChunk(r.Context(), i)
+		if err != nil {
+			h.log.Error("chunk read failed", "image", id, "chunk", i, "error", err)
+			httpError(w, http.StatusInternalServerError, fmt.Sprintf("image %q: chunk %d: %v", id, i, err))
+			return
+		}
+		serve(w, r, src, "chunk-"+ns, bytes.NewReader(data))
+		return
+	}
 	off, size := src.ChunkRange(i)
 	if off < 0 || size < 0 || off > src.Size()-size {
 		h.log.Error("chunk outside the image file", "image", id, "chunk", i, "offset", off, "size", size, "file_size", src.Size())
@@ -286,7 +301,12 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request) {
 	if src == nil {
 		return
 	}
-	serve(w, r, src, "file", io.NewSectionReader(src.ImageFile(), 0, src.Size()))
+	file := src.ImageFile()
+	if file == nil {
+		httpError(w, http.StatusNotFound, fmt.Sprintf("%v: image %q: this server serves its metadata and chunks, not the file", ErrNotFound, id))
+		return
+	}
+	serve(w, r, src, "file", io.NewSectionReader(file, 0, src.Size()))
 }
 
 // serve answers with content, honouring Range, If-Range and HEAD. A read

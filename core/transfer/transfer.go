@@ -1,0 +1,69 @@
+// Package transfer joins images to transport plugins. Source serves an
+// image file to a sending transport. Sink restores what a receiving
+// transport delivers, with exactly the checks of diskcast restore: the
+// metadata is checked (and its signature, when asked), a target too small
+// or in use is refused before anything is written, every chunk is
+// verified against the index before it is written, and an interrupted
+// receive resumes from its journal.
+package transfer
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/diskcast/diskcast/core/image"
+	"github.com/diskcast/diskcast/sdk/transport"
+)
+
+// Source serves an opened image to a sending transport.
+type Source struct {
+	img   *image.Reader
+	meta  []byte
+	sizes []int64
+	// OnProgress, if set, receives the transport's stats.
+	OnProgress func(transport.Stats)
+}
+
+var _ transport.Source = (*Source)(nil)
+
+// NewSource serves img (opened and verified by the caller).
+func NewSource(img *image.Reader) *Source {
+	sizes := make([]int64, len(img.Index.Chunks))
+	for i := range img.Index.Chunks {
+		sizes[i] = int64(img.Index.Chunks[i].StoredSize)
+	}
+	return &Source{img: img, meta: img.MetaBlob(), sizes: sizes}
+}
+
+// Meta is the image's header, index and trailer.
+func (s *Source) Meta() []byte { return s.meta }
+
+// ChunkSizes are the stored chunk sizes.
+func (s *Source) ChunkSizes() []int64 { return s.sizes }
+
+// ReadChunk reads a chunk's stored payload and checks it against the
+// index, so a damaged image file is never sent.
+func (s *Source) ReadChunk(_ context.Context, index int64) ([]byte, error) {
+	if index < 0 || index >= int64(len(s.sizes)) {
+		return nil, fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
+	}
+	return s.img.ReadPayload(int(index), nil)
+}
+
+// Progress hands the stats to OnProgress.
+func (s *Source) Progress(_ context.Context, st transport.Stats) {
+	if s.OnProgress != nil {
+		s.OnProgress(st)
+	}
+}
+
+// Receive runs a receiving transport into sink and completes the restore:
+// afterwards the target holds the whole image, or the error says why not
+// and the journal keeps what was written.
+func Receive(ctx context.Context, tr transport.Client, s transport.Session, sink *Sink) (transport.Stats, error) {
+	st, err := tr.Receive(ctx, s, sink)
+	if err != nil {
+		return st, err
+	}
+	return st, sink.Finish(ctx)
+}
