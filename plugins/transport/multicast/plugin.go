@@ -314,6 +314,7 @@ func senderStats(s SenderStats) transport.Stats {
 			"merged_blocks": int64(s.MergedBlocks), "ignored_requests": int64(s.IgnoredRequests),
 			"control_dropped": int64(s.ControlDropped), "cut_off": int64(s.CutOff), "forgotten": int64(s.Forgotten),
 			"backoffs": int64(s.Backoffs), "idle_ms": s.Idle.Milliseconds(),
+			"malformed": int64(s.Malformed), "strays": int64(s.Strays), "forged": int64(s.Forged),
 		},
 	}
 }
@@ -336,6 +337,7 @@ func receiverStats(s ReceiverStats) transport.Stats {
 			"packets": int64(s.Packets), "data_blocks": int64(s.DataBlocks), "duplicate_blocks": int64(s.Duplicates),
 			"discarded_blocks": int64(s.Discarded), "requests": int64(s.Requests), "overheard": int64(s.Overheard),
 			"checksum_failures": int64(s.ChecksumFailures), "sender_restarts": int64(s.SenderRestarts), "cut_off": cut,
+			"malformed": int64(s.Malformed), "strays": int64(s.Strays), "forged": int64(s.Forged),
 		},
 	}
 }
