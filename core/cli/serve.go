@@ -15,6 +15,7 @@ import (
 	"github.com/diskcast/diskcast/core/api"
 	"github.com/diskcast/diskcast/core/config"
 	"github.com/diskcast/diskcast/core/orchestrator"
+	"github.com/diskcast/diskcast/sdk/transport"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -25,10 +26,6 @@ var serveCommand = &command{
 	summary: "run the orchestrator daemon: REST API, sessions, node state and metrics",
 	run:     runServe,
 }
-
-// serveDeployers are the transports `serve` offers besides the built-in
-// http one, by kind; the multicast transport registers here.
-var serveDeployers = map[string]orchestrator.Deployer{}
 
 func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	dir := fs.String("config", "", "configuration directory (its *.hcl files are loaded)")
@@ -76,12 +73,22 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if generated {
 		fmt.Fprintf(e.stderr, "diskcast serve: generated an API token and saved it in %s:\n  %s\nClients on this host read it from there; others need it in $DISKCAST_TOKEN.\n", where, token)
 	}
-	deps := map[string]orchestrator.Deployer{}
-	for k, d := range serveDeployers {
-		deps[k] = d
+	m := e.newManager(nil)
+	if len(cfg.Server.PluginDirs) > 0 {
+		m.Dirs = cfg.Server.PluginDirs
+	}
+	defer m.Close()
+	if diags := configurePlugins(ctx, m, cfg); diags.HasErrors() {
+		hcl.NewDiagnosticTextWriter(e.stderr, cfg.Files, 100, false).WriteDiagnostics(diags)
+		return fmt.Errorf("%s: %d error(s) in the plugin settings; nothing was started", *dir, len(diags.Errs()))
+	}
+	deps := map[string]orchestrator.Deployer{
+		"multicast": orchestrator.PluginDeployer{Transport: func(ctx context.Context) (transport.Client, error) {
+			return m.Transport(ctx, "multicast")
+		}},
 	}
 	for _, s := range cfg.Sessions {
-		if _, ok := deps[s.Transport.Kind]; !ok && s.Transport.Kind != "http" {
+		if _, ok := deps[s.Transport.Kind]; !ok && s.Transport.Kind != "http" { // http is the orchestrator's own
 			log.Warn("session uses a transport this daemon does not provide; it cannot start until it does (use transport \"http\" meanwhile)",
 				"session", s.Name, "transport", s.Transport.Kind)
 		}

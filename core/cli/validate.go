@@ -22,6 +22,15 @@ func runValidate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 		return err
 	}
 	cfg, diags := config.LoadDir(pos[0])
+	if cfg != nil && !diags.HasErrors() && len(cfg.Plugins) > 0 {
+		// Plugin blocks are checked against the schemas the plugins report.
+		m := e.newManager(nil)
+		if len(cfg.Server.PluginDirs) > 0 {
+			m.Dirs = cfg.Server.PluginDirs
+		}
+		diags = append(diags, configurePlugins(ctx, m, cfg)...)
+		m.Close()
+	}
 	var files map[string]*hcl.File
 	if cfg != nil {
 		files = cfg.Files

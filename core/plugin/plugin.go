@@ -345,6 +345,28 @@ func (m *Manager) Transport(ctx context.Context, name string) (transport.Client,
 	return r.tr, nil
 }
 
+// Configurable is what a plugin of any kind offers for its settings.
+type Configurable interface {
+	ConfigSchema(ctx context.Context) (*base.Schema, error)
+	Configure(ctx context.Context, cfg base.Config) error
+}
+
+// Configurable starts (once) and returns the plugin of a kind and name,
+// for its settings.
+func (m *Manager) Configurable(ctx context.Context, kind base.Kind, name string) (Configurable, error) {
+	r, err := m.get(ctx, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.fs != nil:
+		return r.fs, nil
+	case r.tr != nil:
+		return r.tr, nil
+	}
+	return nil, fmt.Errorf("%w: %s: the core cannot run %s plugins", ErrStart, r.what(), kind)
+}
+
 // get starts (once) and returns the plugin of a kind and name.
 func (m *Manager) get(ctx context.Context, kind base.Kind, name string) (*running, error) {
 	m.mu.Lock()
