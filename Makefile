@@ -53,7 +53,7 @@ bench-capture: build ## capture/restore vs partclone+zstd and dd|pigz on an 8 Gi
 bench-capture-dirty: build ## the same on a used disk (stale data in free space), with dd|zstd too
 	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --dirty --with-dd-zstd --diskcast bin/diskcast $(BENCH_ARGS)
 
-demo: deps build ## capture a real ext4 filesystem, restore it and compare
+demo: deps build ## capture a real disk and multicast it to three nodes through the orchestrator
 	scripts/demo.sh
 
 clean: ## remove build output

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/diskcast/diskcast/core/config"
 	"github.com/diskcast/diskcast/sdk/transport"
 )
 
@@ -98,31 +99,17 @@ func sessionIDOf(key []byte) uint64 {
 	return 1
 }
 
-// parseRate reads a rate: bytes per second, with an optional suffix K, M
-// or G (bytes) or kbit, Mbit or Gbit (bits, as udpcast's 600m); 0 means
-// adaptive.
+// parseRate reads a rate cap in bits per second as udpcast's
+// --max-bitrate and the configuration's rate take it ("600m", "1G");
+// "adaptive" or 0 means adaptive. It returns bytes per second.
 func parseRate(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "0" || s == "adaptive" {
 		return 0, nil
 	}
-	units := []struct {
-		suffix string
-		mult   float64
-	}{
-		{"kbit", 1e3 / 8}, {"Mbit", 1e6 / 8}, {"Gbit", 1e9 / 8}, {"m", 1e6 / 8}, {"g", 1e9 / 8},
-		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"", 1},
+	n, err := config.ParseRate(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: rate %q: %v", errUsage, s, err)
 	}
-	for _, u := range units {
-		num, ok := strings.CutSuffix(s, u.suffix)
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(num, 64)
-		if err != nil || f <= 0 {
-			break
-		}
-		return int64(f * u.mult), nil
-	}
-	return 0, fmt.Errorf("%w: rate %q: want bytes/s such as 75M, bits/s such as 600Mbit (or 600m), or adaptive", errUsage, s)
+	return n, nil
 }

@@ -12,8 +12,8 @@ func TestParseRate(t *testing.T) {
 		want int64
 		bad  bool
 	}{
-		{"adaptive", 0, false}, {"0", 0, false}, {"75M", 75_000_000, false}, {"600Mbit", 75_000_000, false},
-		{"600m", 75_000_000, false}, {"1G", 1_000_000_000, false}, {"1500", 1500, false},
+		{"adaptive", 0, false}, {"0", 0, false}, {"600M", 75_000_000, false}, {"600Mbit", 75_000_000, false},
+		{"600m", 75_000_000, false}, {"1G", 125_000_000, false}, {"8000", 1000, false},
 		{"fast", 0, true}, {"-5M", 0, true}, {"5X", 0, true},
 	} {
 		got, err := parseRate(c.in)

@@ -42,6 +42,7 @@ var commands = []*command{
 	keygenCommand,
 	validateCommand,
 	serveCommand,
+	agentCommand,
 	sessionCommand,
 	nodesCommand,
 	imagesCommand,

@@ -23,7 +23,7 @@ var sendCommand = &command{
 
 func runSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	cast := addCastFlags(fs)
-	rateFlag := fs.String("rate", "adaptive", "send rate cap: bytes/s such as 75M, bits/s such as 600Mbit, or adaptive")
+	rateFlag := fs.String("rate", "adaptive", "send rate cap in bits/s, as udp-sender's --max-bitrate (600m, 1G), or adaptive")
 	minReceivers := fs.Int("min-receivers", 1, "start once this many receivers have joined")
 	minWait := fs.Duration("min-wait", 0, "wait at least this long for receivers before starting")
 	maxWait := fs.Duration("max-wait", 0, "start after this long with at least one receiver, even if fewer than --min-receivers joined (0: wait for them)")

@@ -28,7 +28,7 @@ var serveCommand = &command{
 }
 
 func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
-	dir := fs.String("config", "", "configuration directory (its *.hcl files are loaded)")
+	dir := fs.String("config", "", "configuration directory (its *.hcl files are loaded) or file")
 	listen := fs.String("listen", "", "listen on HOST:PORT instead of the server block's listen")
 	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
@@ -40,7 +40,7 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	if *dir == "" {
 		return fmt.Errorf("%w: -config DIR is required", errUsage)
 	}
-	cfg, diags := config.LoadDir(*dir)
+	cfg, diags := loadConfig(*dir)
 	if len(diags) > 0 {
 		var files map[string]*hcl.File
 		if cfg != nil {
@@ -158,7 +158,7 @@ func addClientFlags(fs *flag.FlagSet) *clientOpts {
 func (c *clientOpts) client() (*api.Client, error) {
 	var srv *config.Server
 	if *c.config != "" {
-		cfg, diags := config.LoadDir(*c.config)
+		cfg, diags := loadConfig(*c.config)
 		if diags.HasErrors() {
 			return nil, fmt.Errorf("%s: %s; run 'diskcast validate %s'", *c.config, diags.Errs()[0], *c.config)
 		}

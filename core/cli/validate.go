@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/diskcast/diskcast/core/config"
 	"github.com/hashicorp/hcl/v2"
@@ -11,7 +12,7 @@ import (
 
 var validateCommand = &command{
 	name:    "validate",
-	usage:   "CONFIG_DIR",
+	usage:   "CONFIG_DIR|FILE.hcl",
 	summary: "check an orchestrator configuration directory and report every problem with file:line",
 	run:     runValidate,
 }
@@ -21,7 +22,7 @@ func runValidate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	if err != nil {
 		return err
 	}
-	cfg, diags := config.LoadDir(pos[0])
+	cfg, diags := loadConfig(pos[0])
 	if cfg != nil && !diags.HasErrors() && len(cfg.Plugins) > 0 {
 		// Plugin blocks are checked against the schemas the plugins report.
 		m := e.newManager(nil)
@@ -53,4 +54,13 @@ func runValidate(ctx context.Context, e *env, fs *flag.FlagSet, args []string) e
 	fmt.Fprintf(e.stdout, "%s: OK (%d images, %d nodes, %d node groups, %d sessions; %d warning(s))\n",
 		pos[0], len(cfg.Images), len(cfg.Nodes), len(cfg.Groups), len(cfg.Sessions), warns)
 	return nil
+}
+
+// loadConfig loads a configuration directory (its *.hcl files) or one
+// file.
+func loadConfig(path string) (*config.Config, hcl.Diagnostics) {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		return config.LoadFiles(path)
+	}
+	return config.LoadDir(path)
 }

@@ -246,7 +246,7 @@ func TestSendReceive(t *testing.T) {
 	}
 	t.Run("late joiner", func(t *testing.T) {
 		dir := t.TempDir()
-		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "2", "--rate", "12M")...)
+		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "2", "--rate", "96M")...)
 		var rs []*proc
 		for i, h := range receivers[:2] {
 			rs = append(rs, start(t, h, receiveArgs(h, filepath.Join(dir, fmt.Sprint(i)), group)...))
@@ -264,7 +264,7 @@ func TestSendReceive(t *testing.T) {
 	t.Run("receiver killed and restarted", func(t *testing.T) {
 		dir := t.TempDir()
 		target := filepath.Join(dir, "target.img")
-		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "1", "--rate", "5M")...)
+		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "1", "--rate", "40M")...)
 		other := start(t, receivers[1], receiveArgs(receivers[1], filepath.Join(dir, "other.img"), group)...)
 		victim := start(t, receivers[0], receiveArgs(receivers[0], target, group)...)
 		// The journal appears at the first checkpoint.
@@ -283,7 +283,7 @@ func TestSendReceive(t *testing.T) {
 	})
 	t.Run("sender killed and restarted", func(t *testing.T) {
 		dir := t.TempDir()
-		args := sendArgs(sender, img, group, "--min-receivers", "2", "--rate", "6M")
+		args := sendArgs(sender, img, group, "--min-receivers", "2", "--rate", "48M")
 		s := start(t, sender, args...)
 		var rs []*proc
 		for i, h := range receivers[:2] {
@@ -324,8 +324,8 @@ func TestTwoSessionsAndForgery(t *testing.T) {
 	const otherKey = "0ddba11000000000000000000000000000000000000000000000000000000002"
 	dir := t.TempDir()
 
-	s1 := start(t, lab.Host(0), sendArgs(lab.Host(0), img, group, "--min-receivers", "2", "--rate", "20M")...)
-	s2 := start(t, lab.Host(1), "send", "--json", "--interface", lab.Host(1).Iface(), "--group", group, "--session-key", otherKey, "--min-receivers", "1", "--rate", "20M", other.dci)
+	s1 := start(t, lab.Host(0), sendArgs(lab.Host(0), img, group, "--min-receivers", "2", "--rate", "160M")...)
+	s2 := start(t, lab.Host(1), "send", "--json", "--interface", lab.Host(1).Iface(), "--group", group, "--session-key", otherKey, "--min-receivers", "1", "--rate", "160M", other.dci)
 	r1 := start(t, lab.Host(2), receiveArgs(lab.Host(2), filepath.Join(dir, "a1"), group)...)
 	r2 := start(t, lab.Host(3), receiveArgs(lab.Host(3), filepath.Join(dir, "a2"), group)...)
 	r3 := start(t, lab.Host(4), "receive", "--json", "--interface", lab.Host(4).Iface(), "--group", group, "--session-key", otherKey, "--target", filepath.Join(dir, "b1"))

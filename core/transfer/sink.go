@@ -208,6 +208,22 @@ func (s *Sink) Finish(ctx context.Context) error {
 	return t.Finish(ctx, s.Free)
 }
 
+// Total is the data bytes the image writes (0 before the metadata came).
+func (s *Sink) Total() int64 {
+	if t := s.target(); t != nil {
+		return t.Meta.Index.DataBytes()
+	}
+	return 0
+}
+
+// ChunksTotal is the image's chunk count (0 before the metadata came).
+func (s *Sink) ChunksTotal() int64 {
+	if t := s.target(); t != nil {
+		return int64(len(t.Meta.Index.Chunks))
+	}
+	return 0
+}
+
 // Result reports what the sink wrote.
 func (s *Sink) Result() Result {
 	t := s.target()
