@@ -244,6 +244,35 @@ func TestSendReceive(t *testing.T) {
 			t.Logf("lossy receiver: %.2f s, %v packets lost; clean receiver: %.2f s", lossy["seconds"], lossy["lost_packets"], clean["seconds"])
 		})
 	}
+	t.Run("straggler repaired over HTTP", func(t *testing.T) {
+		// Receiver 1 loses 30% of its packets: the sender cuts it off
+		// and it fetches what it misses from the sender's HTTP server,
+		// while the others go on at their pace.
+		receivers[0].SetLoss(t, 30)
+		defer receivers[0].SetLoss(t, 0)
+		dir := t.TempDir()
+		addr := net.JoinHostPort(sender.IP().String(), "18081")
+		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "3", "--rate", "160M", "--straggler-budget", "0.02", "--http", addr)...)
+		var rs []*proc
+		for i, h := range receivers {
+			rs = append(rs, start(t, h, receiveArgs(h, filepath.Join(dir, fmt.Sprint(i)), group, "--repair-from", "http://"+addr)...))
+		}
+		for _, r := range rs {
+			r.mustSucceed(t, 90*time.Second)
+		}
+		s.mustSucceed(t, 30*time.Second)
+		for i := range rs {
+			checkTarget(t, img, filepath.Join(dir, fmt.Sprint(i)))
+		}
+		slow, fast := rs[0].summary(t), rs[1].summary(t)
+		t.Logf("straggler: %.2f s, %v chunks repaired; others: %.2f s", slow["seconds"], slow["repaired_chunks"], fast["seconds"])
+		if slow["repaired_chunks"].(float64) == 0 || counter(slow, "cut_off") != 1 {
+			t.Errorf("the straggler was not cut off and repaired: %v", slow)
+		}
+		if sum := s.summary(t); counter(sum, "cut_off") != 1 {
+			t.Errorf("sender: %v", sum)
+		}
+	})
 	t.Run("late joiner", func(t *testing.T) {
 		dir := t.TempDir()
 		s := start(t, sender, sendArgs(sender, img, group, "--min-receivers", "2", "--rate", "96M")...)
