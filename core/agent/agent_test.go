@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,6 +151,122 @@ session "s" {
 	}
 }
 
+// TestTwoSessionsDaemonKilled runs two multicast sessions at once through
+// the daemon, kills the daemon with SIGKILL in the middle and starts it
+// again: it recovers both sessions, restarts their senders, and the
+// agents' receivers carry on to identical disks.
+func TestTwoSessionsDaemonKilled(t *testing.T) {
+	testenv.RequireCommands(t, "mkfs.ext4")
+	dir := t.TempDir()
+	files := filepath.Join(dir, "files")
+	testenv.FillTree(t, files, 120, 6)
+	src := filepath.Join(dir, "src.img")
+	testenv.MkfsExt4(t, src, 64<<20, files)
+	if out, err := exec.Command(diskcastBin, "capture", src, filepath.Join(dir, "img.dci")).CombinedOutput(); err != nil {
+		t.Fatalf("capture: %v\n%s", err, out)
+	}
+	conf := filepath.Join(dir, "test.hcl")
+	body := fmt.Sprintf(`
+server {
+  listen         = "127.0.0.1:7488"
+  interface      = "lo"
+  state_dir      = "%[1]s/state"
+  multicast_pool = "239.192.97.0/28"
+  ports          = "41300-41399"
+}
+image "img" { path = "%[1]s/img.dci" }
+`, dir)
+	nodes := map[string]string{"a1": "52:54:00:bb:00:01", "a2": "52:54:00:bb:00:02", "b1": "52:54:00:bb:00:03"}
+	for name, mac := range nodes {
+		body += fmt.Sprintf("node %q {\n  mac = %q\n  disk = \"%s/%s.img\"\n}\n", name, mac, dir, name)
+	}
+	for _, sess := range []struct{ name, nodes string }{{"sa", `["a1", "a2"]`}, {"sb", `["b1"]`}} {
+		body += fmt.Sprintf(`session %q {
+  image     = "img"
+  nodes     = %s
+  after     = "stay"
+  autostart = true
+  transport "multicast" {
+    rate          = "40M"
+    min_receivers = 1
+  }
+}
+`, sess.name, sess.nodes)
+	}
+	os.WriteFile(conf, []byte(body), 0o644)
+
+	var serveLog lockedBuffer
+	daemon := func() *exec.Cmd {
+		cmd := exec.Command(diskcastBin, "serve", "-config", conf)
+		cmd.Stdout, cmd.Stderr = &serveLog, &serveLog
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	d := daemon()
+	defer func() {
+		d.Process.Kill()
+		d.Wait()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", serveLog.String())
+		}
+	}()
+	type result struct {
+		name string
+		out  []byte
+		err  error
+	}
+	results := make(chan result, len(nodes))
+	for name, mac := range nodes {
+		go func() {
+			cmd := exec.Command(diskcastBin, "agent", "--server", "http://127.0.0.1:7488", "--mac", mac, "--interface", "lo", "--retry", "500ms")
+			out, err := cmd.CombinedOutput()
+			results <- result{name, out, err}
+		}()
+	}
+	// Kill the daemon once every node is receiving.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := exec.Command(diskcastBin, "nodes", "-config", conf).CombinedOutput()
+		if strings.Count(string(out), "receiving") == len(nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes never all receiving:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.Process.Signal(syscall.SIGKILL)
+	d.Wait()
+	time.Sleep(500 * time.Millisecond)
+	d = daemon()
+	for range nodes {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Errorf("agent %s: %v\n%s", r.name, r.err, r.out)
+			}
+		case <-time.After(120 * time.Second):
+			t.Fatal("agents still running after 120 s")
+		}
+	}
+	for name := range nodes {
+		if off := testenv.FilesEqual(t, src, filepath.Join(dir, name+".img")); off >= 0 {
+			t.Errorf("%s.img differs from the source at byte %d", name, off)
+		}
+	}
+	if n := strings.Count(serveLog.String(), "session recovered"); n != 2 {
+		t.Errorf("the restarted daemon recovered %d sessions, want 2", n)
+	}
+	for _, sess := range []string{"sa", "sb"} {
+		out, err := exec.Command(diskcastBin, "session", "status", sess, "-config", conf).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "done") {
+			t.Errorf("session %s: %v\n%s", sess, err, out)
+		}
+	}
+}
+
 // TestDemo runs the README's first command's script (make demo) with a
 // smaller source tree: capture, a daemon, three agents, identical disks.
 func TestDemo(t *testing.T) {
@@ -163,4 +281,23 @@ func TestDemo(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("each disk identical to the source")) {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
+}
+
+// lockedBuffer collects the output of processes that the test reads while
+// they run.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
