@@ -12,6 +12,7 @@ import (
 
 	"github.com/diskcast/diskcast/core/cli"
 	"github.com/diskcast/diskcast/core/plugin"
+	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/sdktest"
 )
 
@@ -176,6 +177,9 @@ func TestBuiltinConformance(t *testing.T) {
 		"swap": func(t *testing.T) []sdktest.Sample { return []sdktest.Sample{swapSample(t)} },
 	}
 	for _, c := range set.Describe().Plugins {
+		if c.Kind != base.KindFilesystem {
+			continue
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			impl, ok := set.Filesystem(c.Name)
 			if !ok {
@@ -226,5 +230,41 @@ func TestBuiltinsServedByReexec(t *testing.T) {
 	cmd.Stderr = &out
 	if err := cmd.Run(); err == nil || !strings.Contains(out.String(), "not started by diskcast") {
 		t.Errorf("serving without the handshake: %v, %q", err, out.String())
+	}
+}
+
+// TestTransportConformance runs the built-in transports through the
+// conformance harness on loopback.
+func TestTransportConformance(t *testing.T) {
+	set := builtins()
+	key := strings.Repeat("5a", 32)
+	suites := map[string]sdktest.TransportSuite{
+		"multicast": {
+			SendParams: map[string]string{"group": "239.77.3.9:43210", "session_id": "77", "key": key, "local_addr": "127.0.0.1", "host_only": "true"},
+			ReceiveParams: map[string]string{"group": "239.77.3.9:43210", "session_id": "77", "key": key, "local_addr": "127.0.0.1", "host_only": "true",
+				"sender_timeout": "20s"},
+		},
+		"http": {
+			SendParams:    map[string]string{"listen": "127.0.0.1:43211", "image": "img"},
+			ReceiveParams: map[string]string{"url": "http://127.0.0.1:43211", "image": "img"},
+			FetchParams:   map[string]string{"url": "http://127.0.0.1:43211", "image": "img"},
+		},
+	}
+	for _, c := range set.Describe().Plugins {
+		if c.Kind != base.KindTransport {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			impl, ok := set.Transport(c.Name)
+			if !ok {
+				t.Fatalf("built-in %s has no implementation", c.Name)
+			}
+			suite, ok := suites[c.Name]
+			if !ok {
+				t.Fatalf("no conformance parameters for built-in transport plugin %s: add them here", c.Name)
+			}
+			suite.Name, suite.Impl = c.Name, impl
+			sdktest.RunTransport(t, suite)
+		})
 	}
 }
