@@ -52,7 +52,7 @@ func RunTransport(t *testing.T, s TransportSuite) {
 	img := newSyntheticImage(s.Chunks, s.ChunkSize)
 
 	t.Run("send and receive", func(t *testing.T) {
-		sink := &checkingSink{img: img, held: []int64{0, 3}, reject: 5}
+		sink := &checkingSink{img: img, held: []int64{0, 3}, reject: 5, failAt: -1}
 		res := runPair(t, c, s, img, sink)
 		if res.recvErr != nil {
 			t.Fatalf("Receive: %v", res.recvErr)
@@ -90,7 +90,11 @@ func RunTransport(t *testing.T, s TransportSuite) {
 				if data, err = c.Fetch(ctx, transport.Session{ID: "sdktest", Params: s.FetchParams}, 7); err == nil {
 					break
 				}
-				time.Sleep(100 * time.Millisecond)
+				select {
+				case err := <-sent:
+					t.Fatalf("Send ended before the fetch: %v", err)
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
 			if err != nil || !bytes.Equal(data, img.chunks[7]) {
 				t.Errorf("Fetch chunk 7: %d bytes, %v", len(data), err)
@@ -100,7 +104,7 @@ func RunTransport(t *testing.T, s TransportSuite) {
 		})
 	}
 	t.Run("sink error ends the receive", func(t *testing.T) {
-		sink := &checkingSink{img: img, failAt: 9}
+		sink := &checkingSink{img: img, reject: -1, failAt: 9}
 		res := runPair(t, c, s, img, sink)
 		if res.recvErr == nil || !errStrings(res.recvErr, "sdktest: target write failed at chunk 9") {
 			t.Errorf("Receive returned %v, want the sink's error", res.recvErr)
@@ -152,7 +156,11 @@ func runPair(t *testing.T, c transport.Client, s TransportSuite, img *syntheticI
 		if cs, ok := sink.(*checkingSink); ok && cs.started() {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case err := <-sent:
+			t.Fatalf("Send ended before the receive: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	stopSend()
 	select {
@@ -202,8 +210,8 @@ func (s *syntheticImage) Progress(context.Context, transport.Stats) {}
 type checkingSink struct {
 	img    *syntheticImage
 	held   []int64
-	reject int64 // rejected as damaged the first time (0: none)
-	failAt int64 // fails the receive (0: never)
+	reject int64 // rejected as damaged the first time (-1: none)
+	failAt int64 // fails the receive (-1: never)
 
 	mu        sync.Mutex
 	metaCalls int

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,6 +239,12 @@ func TestBuiltinsServedByReexec(t *testing.T) {
 func TestTransportConformance(t *testing.T) {
 	set := builtins()
 	key := strings.Repeat("5a", 32)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the HTTP server
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
 	suites := map[string]sdktest.TransportSuite{
 		"multicast": {
 			SendParams: map[string]string{"group": "239.77.3.9:43210", "session_id": "77", "key": key, "local_addr": "127.0.0.1", "host_only": "true"},
@@ -245,9 +252,9 @@ func TestTransportConformance(t *testing.T) {
 				"sender_timeout": "20s"},
 		},
 		"http": {
-			SendParams:    map[string]string{"listen": "127.0.0.1:43211", "image": "img"},
-			ReceiveParams: map[string]string{"url": "http://127.0.0.1:43211", "image": "img"},
-			FetchParams:   map[string]string{"url": "http://127.0.0.1:43211", "image": "img"},
+			SendParams:    map[string]string{"listen": addr, "image": "img"},
+			ReceiveParams: map[string]string{"url": "http://" + addr, "image": "img"},
+			FetchParams:   map[string]string{"url": "http://" + addr, "image": "img"},
 		},
 	}
 	for _, c := range set.Describe().Plugins {

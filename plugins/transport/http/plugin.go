@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
@@ -189,6 +190,12 @@ func (p *Plugin) Send(ctx context.Context, s transport.Session, src transport.So
 		return transport.Stats{}, fmt.Errorf("%w: listen: the address to serve on is needed", transport.ErrSession)
 	}
 	ln, err := net.Listen("tcp", addr)
+	// A server of an earlier send may still be shutting down: its caller
+	// can return before it has closed its listener.
+	for wait := 0; errors.Is(err, syscall.EADDRINUSE) && wait < 30 && ctx.Err() == nil; wait++ {
+		time.Sleep(100 * time.Millisecond)
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return transport.Stats{}, fmt.Errorf("%w: listen=%q: %v", transport.ErrSession, addr, err)
 	}
