@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.
 LDFLAGS   := -s -w -X github.com/diskcast/diskcast/core/cli.Version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-capture-dirty bench-multicast bench-plugin proto demo clean
+.PHONY: help build test deps lint unit examples fuzz bench bench-capture bench-capture-dirty bench-multicast bench-plugin proto demo bootenv testdisk clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,14 @@ bench-capture-dirty: build ## the same on a used disk (stale data in free space)
 
 demo: deps build ## capture a real disk and multicast it to three nodes through the orchestrator
 	scripts/demo.sh
+
+BOOTENV_DIR ?= bin/bootenv
+
+bootenv: ## build the imaging environment (vmlinuz, initrd.img, SHA256SUMS) into BOOTENV_DIR
+	VERSION=$(VERSION) scripts/bootenv/build.sh $(BOOTENV_DIR)
+
+testdisk: ## build a small bootable test disk (TESTDISK, default bin/testdisk.img) that prints a marker and powers off
+	scripts/bootenv/mktestdisk.sh $(or $(TESTDISK),bin/testdisk.img) 64 $(or $(TESTDISK_ID),testdisk)
 
 clean: ## remove build output
 	rm -rf bin

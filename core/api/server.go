@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +79,7 @@ func NewServer(o *orchestrator.Orchestrator, token string, log hclog.Logger) *Se
 	m.HandleFunc("POST /api/v1/sessions/{name}/cancel", s.admin(s.cancelSession))
 	m.HandleFunc("GET /api/v1/events", s.streamEvents)
 	m.HandleFunc("GET /api/v1/agent/assignment", s.assignment)
+	m.HandleFunc("GET /boot/{file}", s.bootFile)
 	m.HandleFunc("POST /api/v1/agent/progress", s.agent(s.progress))
 	m.HandleFunc("POST /api/v1/agent/result", s.agent(s.result))
 	return s
@@ -487,6 +489,30 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// bootFile serves the imaging environment's kernel and initrd to nodes
+// that network-boot (no token: firmware has none).
+func (s *Server) bootFile(w http.ResponseWriter, r *http.Request) {
+	path, err := s.o.BootFile(r.PathValue("file"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.log.Error("boot file", "path", path, "error", err)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s: %v; build the imaging environment with make bootenv and set server.boot_dir", r.PathValue("file"), err))
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", st.ModTime(), f)
 }
 
 func (s *Server) assignment(w http.ResponseWriter, r *http.Request) {

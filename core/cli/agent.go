@@ -62,7 +62,7 @@ func runAgent(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 
 // timingsText lists phases in the order they happen, then any others.
 func timingsText(t map[string]float64) string {
-	order := []string{"dhcp", "ipxe", "kernel", "initrd", "boot", "network", "assignment", "receive", "verify"}
+	order := []string{"dhcp", "ipxe", "kernel", "linux", "modules", "network", "assignment", "receive", "verify"}
 	var parts []string
 	for _, k := range order {
 		if v, ok := t[k]; ok {

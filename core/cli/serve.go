@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/diskcast/diskcast/core/api"
 	"github.com/diskcast/diskcast/core/config"
 	"github.com/diskcast/diskcast/core/orchestrator"
+	"github.com/diskcast/diskcast/sdk/base"
+	"github.com/diskcast/diskcast/sdk/boot"
 	"github.com/diskcast/diskcast/sdk/transport"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -115,11 +118,29 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	log.Info("serving", "listen", ln.Addr().String(), "state", o.StatePath(), "images", len(cfg.Images), "nodes", len(cfg.Nodes), "sessions", len(cfg.Sessions))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	booted := make(chan error, 1)
+	bootCtx, stopBoot := context.WithCancel(ctx)
+	defer stopBoot()
+	if p := bootPlugin(cfg); p != "" {
+		bp, err := m.Boot(ctx, p)
+		if err != nil {
+			return err
+		}
+		network := boot.Network{Interface: cfg.Server.Interface, ServerIP: urlHost(cfg.Server.URL), HTTPURL: cfg.Server.URL}
+		log.Info("network boot", "plugin", p, "interface", network.Interface, "server_ip", network.ServerIP, "boot_dir", cfg.Server.BootDir)
+		go func() { booted <- bp.Serve(bootCtx, network, orchestrator.BootBackend{O: o}) }()
+	}
 	select {
 	case err := <-served:
 		return fmt.Errorf("API server: %w", err)
+	case err := <-booted:
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("boot plugin: %w", err)
 	case <-ctx.Done():
 	}
+	stopBoot()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -128,6 +149,25 @@ func runServe(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	}
 	srv.Close() // event streams do not end by themselves
 	return nil
+}
+
+// bootPlugin names the boot plugin the configuration sets up, if any.
+func bootPlugin(cfg *config.Config) string {
+	for _, p := range cfg.Plugins {
+		if p.Kind == string(base.KindBoot) {
+			return p.Name
+		}
+	}
+	return ""
+}
+
+// urlHost is the host of a URL (the server's address nodes reach).
+func urlHost(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func isLoopback(host string) bool {

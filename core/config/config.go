@@ -44,6 +44,12 @@ type Server struct {
 	Ports         string   `hcl:"ports,optional"`
 	LogFormat     string   `hcl:"log_format,optional"`
 	Auth          *Auth    `hcl:"auth,block"`
+	// Network boot: the URL nodes reach the API at, the directory of the
+	// imaging environment (vmlinuz, initrd.img) and its extra kernel
+	// parameters.
+	URL         string `hcl:"url,optional"`
+	BootDir     string `hcl:"boot_dir,optional"`
+	BootCmdline string `hcl:"boot_cmdline,optional"`
 
 	// Derived from the fields above.
 	Pool     netip.Prefix
@@ -143,6 +149,8 @@ type Timeouts struct {
 const (
 	DefaultListen    = "127.0.0.1:7400"
 	DefaultStateDir  = "/var/lib/diskcast"
+	DefaultBootDir   = "/usr/lib/diskcast/bootenv"
+	DefaultCmdline   = "console=tty0 console=ttyS0,115200"
 	DefaultPool      = "239.192.0.0/24"
 	DefaultPorts     = "40000-40999"
 	DefaultTarget    = "/dev/sda"

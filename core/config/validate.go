@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,6 +93,22 @@ func (sv *Server) validate() hcl.Diagnostics {
 	if sv.StateDir == "" {
 		sv.StateDir = DefaultStateDir
 	}
+	if sv.BootDir == "" {
+		sv.BootDir = DefaultBootDir
+	}
+	if sv.BootCmdline == "" {
+		sv.BootCmdline = DefaultCmdline
+	}
+	if sv.URL == "" {
+		host, port, _ := net.SplitHostPort(sv.Listen)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1" // nodes need url set; see the README
+		}
+		sv.URL = "http://" + net.JoinHostPort(host, port)
+	} else if u, err := url.Parse(sv.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		diags = append(diags, errAt(at("url"), "Invalid URL", fmt.Sprintf("%q: write the address nodes reach the API at, e.g. \"http://10.0.0.1:7400\".", sv.URL)))
+	}
+	sv.URL = strings.TrimSuffix(sv.URL, "/")
 	if sv.MulticastPool == "" {
 		sv.MulticastPool = DefaultPool
 	}

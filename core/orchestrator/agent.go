@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"strings"
@@ -130,25 +131,13 @@ func (o *Orchestrator) Assign(ctx context.Context, mac, addr string) (*Assignmen
 	}
 	name, ok := o.macs[mac]
 	if !ok {
-		if o.discovered() >= MaxDiscovered {
-			return nil, fmt.Errorf("%w: MAC %s belongs to no known node, and %d discovered nodes are recorded already (the limit); enroll or delete some", ErrNotFound, mac, MaxDiscovered)
-		}
-		name = discoveredName(mac)
-		n := &state.Node{Name: name, MAC: mac, Origin: state.OriginDiscovered, FirstSeen: now, LastSeen: now, LastAddr: addr}
-		err := o.store.Update(func(tx *state.Tx) error {
-			if err := tx.PutNode(n); err != nil {
-				return err
-			}
-			return tx.AppendHistory(name, &state.HistoryEntry{Time: now, State: "discovered", Reason: "asked for an assignment from " + addr})
-		})
+		name, err := o.discoverLocked(mac, addr, "asked for an assignment from "+addr, now)
 		if err != nil {
-			return nil, fmt.Errorf("orchestrator: write state: %w", err)
+			return nil, err
 		}
-		o.nodes[name], o.macs[mac] = n, name
-		o.log.Info("unknown node discovered", "mac", mac, "node", name, "addr", addr)
-		o.events.publish(Event{Time: now, Type: EventDiscovered, Node: name, MAC: mac})
 		return nil, fmt.Errorf("%w: MAC %s belongs to no known node; recorded as discovered node %q: add a node block to the configuration or POST /api/v1/nodes to enroll it", ErrNotFound, mac, name)
 	}
+	o.boots.note(mac, stepAgent, now)
 	n := o.nodes[name]
 	n.LastSeen, n.LastAddr = now, addr
 	if n.FirstSeen.IsZero() {
@@ -175,6 +164,29 @@ func (o *Orchestrator) Assign(ctx context.Context, mac, addr string) (*Assignmen
 		return nil, fmt.Errorf("%w: node %q already finished run %d of session %q; it should boot from its disk", ErrConflict, name, s.rec.Run, s.rec.Name)
 	}
 	return o.assignmentLocked(s, name)
+}
+
+// discoverLocked records an unknown MAC as a discovered node; o.mu is
+// held.
+func (o *Orchestrator) discoverLocked(mac, addr, why string, now time.Time) (string, error) {
+	if o.discovered() >= MaxDiscovered {
+		return "", fmt.Errorf("%w: MAC %s belongs to no known node, and %d discovered nodes are recorded already (the limit); enroll or delete some", ErrNotFound, mac, MaxDiscovered)
+	}
+	name := discoveredName(mac)
+	n := &state.Node{Name: name, MAC: mac, Origin: state.OriginDiscovered, FirstSeen: now, LastSeen: now, LastAddr: addr}
+	err := o.store.Update(func(tx *state.Tx) error {
+		if err := tx.PutNode(n); err != nil {
+			return err
+		}
+		return tx.AppendHistory(name, &state.HistoryEntry{Time: now, State: "discovered", Reason: why})
+	})
+	if err != nil {
+		return "", fmt.Errorf("orchestrator: write state: %w", err)
+	}
+	o.nodes[name], o.macs[mac] = n, name
+	o.log.Info("unknown node discovered", "mac", mac, "node", name, "addr", addr)
+	o.events.publish(Event{Time: now, Type: EventDiscovered, Node: name, MAC: mac})
+	return name, nil
 }
 
 func (o *Orchestrator) assignmentLocked(s *session, node string) (*Assignment, error) {
@@ -361,8 +373,13 @@ func (o *Orchestrator) ReportResult(ctx context.Context, token string, res *Resu
 	if terminal(run.State) {
 		return nil, fmt.Errorf("%w: node %q already %s in session %q; fetch the assignment again to retry", ErrConflict, node, run.State, s.rec.Name)
 	}
+	timings := map[string]float64{}
+	if n := o.nodes[node]; n != nil {
+		timings = o.boots.timings(n.MAC)
+	}
+	maps.Copy(timings, res.Timings)
 	if err := o.transition(s, node, to, reason, now, func(r *state.NodeRun) {
-		r.Timings = res.Timings
+		r.Timings = timings
 		if res.Bytes > 0 {
 			r.Bytes = res.Bytes
 		}

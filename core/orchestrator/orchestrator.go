@@ -104,6 +104,7 @@ type Orchestrator struct {
 	tokens   map[string]agentID // agent token → session and node
 	dirty    bool               // progress or node sightings not yet in the store
 	closed   bool
+	boots    bootLog // boot plugin events, for boot timings
 
 	unicastBytes atomic.Int64 // chunk bytes served by the API, all sessions
 

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
+	"github.com/diskcast/diskcast/sdk/boot"
 	"github.com/diskcast/diskcast/sdk/filesystem"
 	"github.com/diskcast/diskcast/sdk/transport"
 	"github.com/hashicorp/go-hclog"
@@ -70,6 +71,7 @@ type Builtins interface {
 	Describe() base.Description
 	Filesystem(name string) (filesystem.Filesystem, bool)
 	Transport(name string) (transport.Transport, bool)
+	Boot(name string) (boot.Boot, bool)
 }
 
 // Installed is one plugin the Manager found.
@@ -135,6 +137,7 @@ type running struct {
 	client *goplugin.Client  // nil in process
 	fs     filesystem.Client // the client of its kind
 	tr     transport.Client
+	bt     boot.Client
 	tail   *tail
 	// startTimeout is the start's limit, for its error message.
 	startTimeout time.Duration
@@ -345,6 +348,15 @@ func (m *Manager) Transport(ctx context.Context, name string) (transport.Client,
 	return r.tr, nil
 }
 
+// Boot starts (once) and returns the named boot plugin.
+func (m *Manager) Boot(ctx context.Context, name string) (boot.Client, error) {
+	r, err := m.get(ctx, base.KindBoot, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.bt, nil
+}
+
 // Configurable is what a plugin of any kind offers for its settings.
 type Configurable interface {
 	ConfigSchema(ctx context.Context) (*base.Schema, error)
@@ -363,6 +375,8 @@ func (m *Manager) Configurable(ctx context.Context, kind base.Kind, name string)
 		return r.fs, nil
 	case r.tr != nil:
 		return r.tr, nil
+	case r.bt != nil:
+		return r.bt, nil
 	}
 	return nil, fmt.Errorf("%w: %s: the core cannot run %s plugins", ErrStart, r.what(), kind)
 }
@@ -428,6 +442,7 @@ func (m *Manager) start(inst Installed) (*running, error) {
 			base.APIVersion: {
 				string(base.KindFilesystem): &filesystem.GRPCPlugin{Timeout: timeout},
 				string(base.KindTransport):  &transport.GRPCPlugin{},
+				string(base.KindBoot):       &boot.GRPCPlugin{},
 			},
 		},
 		Cmd:              cmd,
@@ -454,6 +469,8 @@ func (m *Manager) start(inst Installed) (*running, error) {
 		r.fs = &decorated{Client: c, r: r}
 	case transport.Client:
 		r.tr = &transportDecorated{Client: c, r: r}
+	case boot.Client:
+		r.bt = &bootDecorated{Client: c, r: r}
 	default:
 		client.Kill()
 		return nil, fmt.Errorf("%w: %s: the core cannot run %s plugins", ErrStart, r.what(), inst.Kind)
@@ -479,6 +496,12 @@ func (m *Manager) inProcess(inst Installed) (*running, error) {
 			return nil, missing
 		}
 		r.tr = transport.InProcess(impl, meta)
+	case base.KindBoot:
+		impl, ok := m.Builtins.Boot(inst.Name)
+		if !ok {
+			return nil, missing
+		}
+		r.bt = boot.InProcess(impl, meta)
 	default:
 		return nil, missing
 	}
@@ -655,4 +678,23 @@ func (d *transportDecorated) Receive(ctx context.Context, s transport.Session, s
 func (d *transportDecorated) Fetch(ctx context.Context, s transport.Session, index int64) ([]byte, error) {
 	b, err := d.Client.Fetch(ctx, s, index)
 	return b, d.r.wrap(fmt.Sprintf("fetch chunk %d", index), err)
+}
+
+// bootDecorated names the plugin in a boot plugin's errors.
+type bootDecorated struct {
+	boot.Client
+	r *running
+}
+
+func (d *bootDecorated) Configure(ctx context.Context, cfg base.Config) error {
+	return d.r.wrap("configure", d.Client.Configure(ctx, cfg))
+}
+
+func (d *bootDecorated) Capabilities(ctx context.Context) (*boot.Capabilities, error) {
+	c, err := d.Client.Capabilities(ctx)
+	return c, d.r.wrap("capabilities", err)
+}
+
+func (d *bootDecorated) Serve(ctx context.Context, n boot.Network, b boot.Backend) error {
+	return d.r.wrap("serve", d.Client.Serve(ctx, n, b))
 }

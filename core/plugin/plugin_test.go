@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
+	"github.com/diskcast/diskcast/sdk/boot"
 	"github.com/diskcast/diskcast/sdk/filesystem"
 	"github.com/diskcast/diskcast/sdk/transport"
 )
@@ -59,6 +60,7 @@ func (b builtinList) Filesystem(string) (filesystem.Filesystem, bool) {
 }
 
 func (b builtinList) Transport(string) (transport.Transport, bool) { return nil, false }
+func (b builtinList) Boot(string) (boot.Boot, bool)                { return nil, false }
 
 func builtins(t *testing.T) builtinList {
 	t.Helper()

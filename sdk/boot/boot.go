@@ -24,9 +24,12 @@ type Network struct {
 
 // Node is a machine asking to boot.
 type Node struct {
-	MAC  string // lower-case, colon-separated
-	IP   string // if known
-	Arch string // client architecture (DHCP option 93), e.g. "x86-64 UEFI"
+	MAC string // lower-case, colon-separated
+	IP  string // if known
+	// Arch is the client architecture (DHCP option 93) if the plugin
+	// saw it: "BIOS", "x86-64 UEFI", "IA32 UEFI", "ARM64 UEFI", or
+	// another name from IANA's registry.
+	Arch string
 }
 
 // Assignment is what a node boots. Known is false for a node the core
@@ -44,9 +47,27 @@ type Assignment struct {
 // DHCP request from a node, a file served).
 type Event struct {
 	MAC    string
-	What   string // short constant, e.g. "dhcp-offer", "tftp-done"
+	What   string // short constant, e.g. EventDHCPOffer, EventTFTPDone
 	Detail string
 }
+
+// Values of Event.What that the core acts on or shows. A plugin may
+// report others.
+const (
+	// EventDiscovered: a MAC the core does not know asked to boot
+	// (Detail: its IP and architecture, if known). Reported once per
+	// MAC while the plugin serves.
+	EventDiscovered = "discovered"
+	EventDHCPOffer  = "dhcp-offer"  // Detail: address and boot file
+	EventDHCPAck    = "dhcp-ack"    // Detail: address and boot file
+	EventDHCPNak    = "dhcp-nak"    // Detail: why
+	EventProxyOffer = "proxy-offer" // proxyDHCP offer; Detail: boot file
+	EventProxyAck   = "proxy-ack"   // answer on the PXE port (4011); Detail: boot file
+	EventTFTPDone   = "tftp-done"   // Detail: file name
+	// EventScript: a boot script was served. Detail says which:
+	// "session", "local", "hold" or "custom" (Assignment.IPXEScript).
+	EventScript = "script"
+)
 
 // Backend is the core's side of a boot plugin.
 type Backend interface {

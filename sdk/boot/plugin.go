@@ -148,3 +148,16 @@ func (c *client) Serve(ctx context.Context, n Network, backend Backend) error {
 	}
 	return rpc.FromStatus(err, c.Ctx, nil)
 }
+
+// InProcess returns a Client that calls impl directly, in this process.
+func InProcess(impl Boot, meta base.Info) Client {
+	meta.Kind = base.KindBoot
+	return &local{Boot: impl, meta: meta}
+}
+
+type local struct {
+	Boot
+	meta base.Info
+}
+
+func (l *local) Info(ctx context.Context) (*base.Info, error) { return rpc.FillInfo(ctx, l.Boot, l.meta) }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/diskcast/diskcast/core/cli"
+	"github.com/diskcast/diskcast/plugins/boot/pxe"
 	"github.com/diskcast/diskcast/plugins/fs/ext4"
 	"github.com/diskcast/diskcast/plugins/fs/fat"
 	"github.com/diskcast/diskcast/plugins/fs/ntfs"
@@ -39,6 +40,7 @@ func builtins() *plugin.Set {
 	set.RegisterFilesystem("xfs", xfs.NewPlugin())
 	set.RegisterTransport("multicast", multicast.NewPlugin())
 	set.RegisterTransport("http", unicast.NewPlugin())
+	set.RegisterBoot("pxe", pxe.NewPlugin())
 	set.SetVersion(cli.Version)
 	return set
 }
