@@ -5,7 +5,7 @@
 // and initrd.
 //
 // The boot goes in two steps. PXE firmware that is not iPXE gets iPXE
-// over TFTP (undionly.kpxe for BIOS, ipxe.efi for x86-64 UEFI, told apart
+// over TFTP (undionly.kpxe for BIOS, snponly.efi for x86-64 UEFI, told apart
 // by DHCP option 93). iPXE (user class "iPXE", option 77, or option 175)
 // gets the URL of its own script, http://SERVER:PORT/boot.ipxe?mac=MAC.
 // The script is made per request from what the core assigns to the MAC
