@@ -160,4 +160,6 @@ type local struct {
 	meta base.Info
 }
 
-func (l *local) Info(ctx context.Context) (*base.Info, error) { return rpc.FillInfo(ctx, l.Boot, l.meta) }
+func (l *local) Info(ctx context.Context) (*base.Info, error) {
+	return rpc.FillInfo(ctx, l.Boot, l.meta)
+}
