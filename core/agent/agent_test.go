@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,22 +19,7 @@ import (
 
 var diskcastBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "diskcast-agent-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	diskcastBin = filepath.Join(dir, "diskcast")
-	if out, err := exec.Command("go", "build", "-o", diskcastBin, "../cmd/diskcast").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithDiskcast(m, &diskcastBin)) }
 
 func TestParseCmdline(t *testing.T) {
 	cfg, found, err := agent.ParseCmdline("BOOT_IMAGE=/vmlinuz console=ttyS0 diskcast.server=http://198.18.0.1:7400 diskcast.mac=52:54:00:00:00:01 diskcast.interface=eth0 diskcast.t.dhcp=1.5 diskcast.t.kernel=3")
@@ -195,7 +179,7 @@ image "img" { path = "%[1]s/img.dci" }
 	}
 	os.WriteFile(conf, []byte(body), 0o644)
 
-	var serveLog lockedBuffer
+	var serveLog testenv.Buffer
 	daemon := func() *exec.Cmd {
 		cmd := exec.Command(diskcastBin, "serve", "-config", conf)
 		cmd.Stdout, cmd.Stderr = &serveLog, &serveLog
@@ -281,23 +265,4 @@ func TestDemo(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("each disk identical to the source")) {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-}
-
-// lockedBuffer collects the output of processes that the test reads while
-// they run.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -21,22 +21,7 @@ import (
 
 var diskcastBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "diskcast-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	diskcastBin = filepath.Join(dir, "diskcast")
-	if out, err := exec.Command("go", "build", "-o", diskcastBin, "../cmd/diskcast").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithDiskcast(m, &diskcastBin)) }
 
 // bench is what every scenario shares: the imaging environment, a
 // bootable test disk and its image.
@@ -137,7 +122,7 @@ func (b *bench) run(t *testing.T, lab *netlab.Lab, conf string, nodes []vmNode, 
 		order = "cn"
 	}
 	t.Helper()
-	var log lockedBuffer
+	var log testenv.Buffer
 	serve := lab.Host(0).Command(context.Background(), diskcastBin, "serve", "-config", conf)
 	serve.Stdout, serve.Stderr = &log, &log
 	if err := serve.Start(); err != nil {
@@ -263,7 +248,7 @@ func TestPXEProxyDHCP(t *testing.T) {
 	dnsmasq := site.Command(context.Background(), "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
 		"--interface="+site.Iface(), "--bind-interfaces", "--dhcp-range=198.18.0.50,198.18.0.60,255.255.255.0,1h",
 		"--dhcp-leasefile="+leases, "--pid-file=", "--user=root", "--log-dhcp", "--log-facility=-")
-	var dlog lockedBuffer
+	var dlog testenv.Buffer
 	dnsmasq.Stdout, dnsmasq.Stderr = &dlog, &dlog
 	if err := dnsmasq.Start(); err != nil {
 		t.Fatal(err)
@@ -306,23 +291,4 @@ func TestPXEUEFI(t *testing.T) {
   http_listen = "%s:8067"
 }`, lab.Host(0).Iface(), lab.Host(0).IP(), lab.Host(0).IP()))
 	b.run(t, lab, conf, nodes, true, 4*time.Minute)
-}
-
-// lockedBuffer collects a process's output that the test reads while it
-// runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -3,7 +3,6 @@
 package transfer_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,22 +28,7 @@ import (
 
 var diskcastBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "diskcast-transfer-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	diskcastBin = filepath.Join(dir, "diskcast")
-	if out, err := exec.Command("go", "build", "-o", diskcastBin, "../cmd/diskcast").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithDiskcast(m, &diskcastBin)) }
 
 const key = "5ca1ab1e0ddba11c0ffee00000000000d15c0ca5700000000000000000000001"
 
@@ -88,27 +72,9 @@ func makeImage(t *testing.T) testImage {
 // proc is a diskcast process in a lab host.
 type proc struct {
 	cmd  *exec.Cmd
-	out  syncBuffer // stdout and stderr
-	json syncBuffer // stdout
+	out  testenv.Buffer // stdout and stderr
+	json testenv.Buffer // stdout
 	done chan error
-}
-
-// syncBuffer is a bytes.Buffer that a process and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func start(t *testing.T, h *netlab.Host, args ...string) *proc {
