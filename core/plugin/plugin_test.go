@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -429,4 +430,49 @@ func TestDuplicateNames(t *testing.T) {
 			t.Errorf("%s from the second directory: %v", i.Name, i.Err)
 		}
 	}
+}
+
+// TestOrphanedPluginExits kills a diskcast that runs a plugin (a send,
+// with its multicast plugin) with SIGKILL: the plugin process must end
+// by itself rather than go on sending.
+func TestOrphanedPluginExits(t *testing.T) {
+	send := exec.Command(diskcastBin, "send", "--host-only", "--group", "239.77.9.9:44100", "--min-receivers", "2", "../image/testdata/small.dci")
+	if err := send.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer send.Process.Kill()
+	var plugin int
+	for range 100 { // until the plugin runs
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", send.Process.Pid))
+		var children []string
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			children = append(children, strings.Fields(string(b))...)
+		}
+		for _, f := range children {
+			cmdline, _ := os.ReadFile("/proc/" + f + "/cmdline")
+			if strings.Contains(string(cmdline), BuiltinCommand) {
+				plugin, _ = strconv.Atoi(f)
+			}
+		}
+		if plugin != 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if plugin == 0 {
+		t.Skip("skipping: cannot find the plugin process (needs /proc/PID/task/*/children)")
+	}
+	send.Process.Signal(syscall.SIGKILL)
+	send.Wait()
+	for range 100 {
+		// Gone, or a zombie nobody reaps (its parent is gone).
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", plugin))
+		if _, after, _ := strings.Cut(string(stat), ") "); err != nil || strings.HasPrefix(after, "Z") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(plugin, syscall.SIGKILL)
+	t.Errorf("plugin process %d still runs 5 s after its diskcast was killed", plugin)
 }

@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/boot"
@@ -192,6 +193,7 @@ func (s *Set) Start(kind base.Kind, name string) error {
 	if os.Getenv(base.Handshake.MagicCookieKey) != base.Handshake.MagicCookieValue {
 		return fmt.Errorf("%w: %s %s is served to diskcast, which starts it itself", ErrNotStarted, kind, name)
 	}
+	go exitWithParent(os.Getppid())
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: base.Handshake,
 		VersionedPlugins: map[int]goplugin.PluginSet{
@@ -201,6 +203,19 @@ func (s *Set) Start(kind base.Kind, name string) error {
 		Logger:     Logger(),
 	})
 	return nil
+}
+
+// exitWithParent ends the plugin once the diskcast process that started it
+// is gone. A diskcast killed with SIGKILL cannot stop its plugins, and an
+// orphaned plugin must not go on serving: a multicast sender would keep
+// sending.
+func exitWithParent(parent int) {
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != parent {
+			fmt.Fprintf(os.Stderr, "plugin: diskcast (pid %d) is gone; exiting\n", parent)
+			os.Exit(3)
+		}
+	}
 }
 
 func (s *Set) grpcPlugin(kind base.Kind, name string) (goplugin.Plugin, error) {
