@@ -47,8 +47,8 @@ proto: ## regenerate the plugin protocol's Go code (needs protobuf-compiler)
 
 BENCH_DIR ?= /var/tmp/diskcast-bench
 
-bench-capture: build ## capture/restore vs partclone+zstd and dd|pigz on an 8 GiB ext4 (root, ~30 GB in BENCH_DIR)
-	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --diskcast bin/diskcast $(BENCH_ARGS)
+bench-capture: build ## capture/restore vs partclone+zstd (8 GiB ext4; 3 GiB NTFS, FAT32, XFS) and dd|pigz (root, ~40 GB in BENCH_DIR)
+	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --fs ext4,ntfs,fat,xfs --diskcast bin/diskcast $(BENCH_ARGS)
 
 bench-capture-dirty: build ## the same on a used disk (stale data in free space), with dd|zstd too
 	BENCH_DIR=$(BENCH_DIR) scripts/bench/capture.sh --dirty --with-dd-zstd --diskcast bin/diskcast $(BENCH_ARGS)

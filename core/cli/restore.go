@@ -3,13 +3,18 @@ package cli
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/diskcast/diskcast/core/image"
+	"github.com/diskcast/diskcast/core/plugin"
 	"github.com/diskcast/diskcast/core/progress"
 	"github.com/diskcast/diskcast/core/restore"
+	"github.com/diskcast/diskcast/sdk/base"
+	"github.com/diskcast/diskcast/sdk/filesystem"
 )
 
 var restoreCommand = &command{
@@ -25,6 +30,9 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	workers := fs.Int("workers", 0, "decompression workers (default: one per core)")
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
 	noResume := fs.Bool("no-resume", false, "start over instead of resuming an interrupted restore of the same image")
+	noFixUp := fs.Bool("no-fixup", false, "do not run the filesystem plugins' post-restore fix-ups")
+	newSerial := fs.Bool("new-serial", false, "give restored NTFS and FAT filesystems new serial numbers (the plugins' new_serial fix-up), so clones differ; fstab entries naming them by UUID= then no longer match. Without it the restore is byte-exact")
+	dirs := pluginDirFlag(fs)
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -32,6 +40,9 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	// Clonezilla directories, partclone/ntfsclone and compressed raw images.
 	if handled, err := restoreForeign(ctx, e, pos[0], pos[1], foreignOptions{json: *jsonOut, pubkey: *pubkey, free: *free}); handled {
 		return err
+	}
+	if *noFixUp && *newSerial {
+		return fmt.Errorf("%w: --new-serial is a fix-up: drop --no-fixup", errUsage)
 	}
 	journal := restore.DefaultJournal(pos[1])
 	if *noResume {
@@ -51,8 +62,16 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if pmode == progress.JSON {
 		out = e.stdout
 	}
+	var fixUp restore.FixUpFunc
+	if !*noFixUp && needsFixUp(img.Header) {
+		m := e.newManager(dirs)
+		defer m.Close()
+		f := &fixUpper{m: m, newSerial: *newSerial, warn: func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) }}
+		fixUp = f.run
+	}
 	var meter *progress.Meter
 	res, err := restore.Run(ctx, img.Reader, pos[1], restore.Options{
+		FixUp:   fixUp,
 		Workers: *workers,
 		Free:    mode,
 		Journal: journal,
@@ -108,3 +127,68 @@ func openImage(path, pubkeyPath string) (*image.File, error) {
 	}
 	return img, nil
 }
+
+// needsFixUp reports whether a filesystem plugin captured any partition
+// of the image, so that a restore may have fix-ups to run.
+func needsFixUp(h *image.Header) bool {
+	for _, p := range h.Source.Partitions {
+		if p.Handler != "" && p.Handler != "raw" {
+			return true
+		}
+	}
+	return false
+}
+
+// fixUpper runs the post-restore fix-up of the plugin that captured each
+// partition, configuring each plugin once before its first fix-up.
+type fixUpper struct {
+	m         *plugin.Manager
+	newSerial bool
+	warn      func(string)
+	ready     map[string]bool // plugins configured (or found missing)
+}
+
+func (f *fixUpper) run(ctx context.Context, p image.Partition, v restore.Volume) error {
+	if err := f.configure(ctx, p.Handler); err != nil {
+		return err
+	}
+	warning, err := f.m.FixUp(ctx, p.Handler, filesystem.Volume{Path: v.Path, Offset: v.Offset, Size: v.Size})
+	if warning != "" {
+		f.warn(fmt.Sprintf("partition %d: %s", p.Number, warning))
+	}
+	return err
+}
+
+// configure applies --new-serial to a plugin that has the setting, and
+// warns once about one that does not (its filesystem keeps its identity).
+func (f *fixUpper) configure(ctx context.Context, name string) error {
+	if f.ready[name] {
+		return nil
+	}
+	if f.ready == nil {
+		f.ready = map[string]bool{}
+	}
+	f.ready[name] = true
+	if !f.newSerial {
+		return nil
+	}
+	c, err := f.m.Filesystem(ctx, name)
+	if errors.Is(err, plugin.ErrNotFound) {
+		return nil // FixUp says so
+	}
+	if err != nil {
+		return err
+	}
+	schema, err := c.ConfigSchema(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(schema.Attributes, func(a base.Attribute) bool { return a.Name == newSerialSetting }) {
+		f.warn(fmt.Sprintf("--new-serial: filesystem plugin %s has no %s setting: its filesystems keep their identifiers", name, newSerialSetting))
+		return nil
+	}
+	return c.Configure(ctx, base.Config{newSerialSetting: true})
+}
+
+// newSerialSetting is the plugin setting --new-serial turns on.
+const newSerialSetting = "new_serial"

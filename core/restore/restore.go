@@ -47,6 +47,10 @@ var (
 	ErrTooSmall   = errors.New("restore: target too small")
 	ErrIncomplete = errors.New("restore: target is incomplete")
 	ErrInUse      = errors.New("restore: target is in use")
+	// ErrFixUp means every chunk was written and verified, but a
+	// filesystem plugin's post-restore fix-up failed (it may have written
+	// part of its change).
+	ErrFixUp = errors.New("restore: post-restore fix-up failed after every chunk was written and verified; restore again to start over from an exact copy")
 )
 
 // Stats counts restore progress; safe to read while a restore runs.
@@ -225,6 +229,66 @@ type Options struct {
 	// Started is called once the target is open, so a caller can show
 	// progress.
 	Started func(t *Target)
+	// FixUp, if set, runs after the image is on the target and synced,
+	// once for every partition a filesystem plugin captured (see
+	// Target.FixUps). nil keeps the restore byte-exact.
+	FixUp FixUpFunc
+}
+
+// FixUpFunc runs the post-restore fix-up of partition p, which lies at
+// v on the target. Callers connect it to the plugin named by p.Handler.
+type FixUpFunc func(ctx context.Context, p image.Partition, v Volume) error
+
+// Volume is where a partition lies on the target: Size bytes at Offset of
+// the file or block device at Path. A fix-up works on the target file
+// itself at that offset, so a file target needs no loop device.
+type Volume struct {
+	Path   string
+	Offset int64
+	Size   int64
+}
+
+// FixUps calls fn for every partition of the image that a filesystem
+// plugin captured (Handler neither "" nor "raw"), in partition order,
+// then syncs the target again. It stops at the first error, which names
+// the partition.
+func (t *Target) FixUps(ctx context.Context, fn FixUpFunc) error {
+	if fn == nil {
+		return nil
+	}
+	src := t.Meta.Header.Source
+	ran := false
+	for _, p := range src.Partitions {
+		if p.Handler == "" || p.Handler == "raw" {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v := Volume{Path: t.Dev.Path, Offset: p.Start, Size: p.Size}
+		if src.Kind == image.SourcePartition {
+			// The image is the partition itself: it starts at byte 0.
+			v.Offset, v.Size = 0, src.Size
+		}
+		if v.Size <= 0 || v.Offset < 0 || v.Offset+v.Size > max(t.Dev.Size, src.Size) {
+			return fmt.Errorf("%w: partition %d (plugin %s) at byte %d, %d bytes, does not fit the %d-byte target %s", ErrFixUp, p.Number, p.Handler, v.Offset, v.Size, t.Dev.Size, v.Path)
+		}
+		if err := fn(ctx, p, v); err != nil {
+			what := fmt.Sprintf("partition %d", p.Number)
+			if src.Kind == image.SourcePartition {
+				what = "the partition"
+			}
+			return fmt.Errorf("%w: %s (%s, plugin %s, at byte %d of %s): %w", ErrFixUp, what, p.FSType, p.Handler, v.Offset, v.Path, err)
+		}
+		ran = true
+	}
+	if !ran {
+		return nil
+	}
+	if err := t.Dev.Sync(); err != nil {
+		return fmt.Errorf("%w: sync %s: %w", ErrFixUp, t.Dev.Path, err)
+	}
+	return nil
 }
 
 // Result summarises a finished restore.
@@ -269,7 +333,13 @@ func Run(ctx context.Context, img *image.Reader, target string, opts Options) (*
 	if err := t.Dev.Sync(); err != nil {
 		return nil, fmt.Errorf("restore: sync %s: %w", target, err)
 	}
+	// The journal goes before the fix-ups: a restore started again after a
+	// failed fix-up rewrites every chunk, so fix-ups always start from an
+	// exact copy.
 	t.dropJournal()
+	if err := t.FixUps(ctx, opts.FixUp); err != nil {
+		return nil, err
+	}
 	return &Result{
 		Resumed: resumed,
 		Chunks:  t.Stats.Chunks.Load(), DataBytes: t.Stats.DataBytes.Load(), ZeroBytes: t.Stats.ZeroBytes.Load(),

@@ -56,4 +56,10 @@
 // need no FAT walk because the bitmap alone says which clusters are in use.
 // Clusters marked bad in the FAT are not looked at: for contiguous files the
 // FAT entries are undefined, so only the bitmap is trusted.
+//
+// After a restore, the plugin's fix-up (setting new_serial) writes a new
+// random volume serial number (SetSerial): into the boot sector, FAT32's
+// backup boot sector too, and on exFAT with the boot region checksum
+// recomputed and the backup boot region rewritten; without the setting a
+// restored volume stays exactly as captured.
 package fat

@@ -2,19 +2,46 @@ package fat
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/filesystem"
 )
 
 // Plugin is the FAT12/16/32 and exFAT filesystem plugin: Probe and UsedExtents behind
-// the diskcast filesystem contract (sdk/filesystem). It has no settings
-// and no fix-up.
+// the diskcast filesystem contract (sdk/filesystem). Its settings are
+// PluginConfig; its fix-up gives a restored volume a new serial number
+// when NewSerial is set, and leaves it untouched otherwise.
 type Plugin struct {
-	base.NoConfig
-	filesystem.NoFixUp
+	mu  sync.Mutex
+	cfg PluginConfig
+}
+
+// PluginConfig is the plugin's settings; it is the single source of its
+// config schema.
+type PluginConfig struct {
+	NewSerial bool `hcl:"new_serial,optional" help:"after a restore, give the volume a new random serial number (volume ID; FAT32's backup boot sector and exFAT's boot checksum updated), so clones differ (an fstab entry naming it by UUID= no longer matches); without it the restore stays byte-exact"`
+}
+
+// ConfigSchema is derived from PluginConfig.
+func (*Plugin) ConfigSchema(context.Context) (*base.Schema, error) {
+	return base.SchemaOf(PluginConfig{})
+}
+
+// Configure replaces the settings; missing ones take their defaults.
+func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
+	var c PluginConfig
+	if err := cfg.Decode(&c); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cfg = c
+	p.mu.Unlock()
+	return nil
 }
 
 // NewPlugin returns the plugin.
@@ -27,9 +54,24 @@ func (*Plugin) Info(context.Context) (*base.Info, error) {
 	return &base.Info{Description: "FAT12, FAT16, FAT32 (used clusters from the FAT) and exFAT (from its allocation bitmap); reserved sectors, FATs and root directory are kept"}, nil
 }
 
-// Capabilities says the plugin has no fix-up.
+// Capabilities says the plugin has a fix-up.
 func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
-	return &filesystem.Capabilities{}, nil
+	return &filesystem.Capabilities{FixUp: true}, nil
+}
+
+// FixUp writes a new random serial number when NewSerial is set; with the
+// default settings it writes nothing.
+func (p *Plugin) FixUp(ctx context.Context, rw filesystem.ReadWriterAt, size int64) error {
+	p.mu.Lock()
+	c := p.cfg
+	p.mu.Unlock()
+	if !c.NewSerial {
+		return nil
+	}
+	var b [4]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	_, err := SetSerial(ctx, rw, size, binary.LittleEndian.Uint32(b[:]))
+	return classify(err)
 }
 
 // Probe reports a FAT or exFAT filesystem with medium confidence: a boot

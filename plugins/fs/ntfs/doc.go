@@ -72,4 +72,10 @@
 // The two files are looked up by name in the root directory index (case
 // insensitively, in both the Win32 and DOS namespaces), and each match is
 // confirmed from its own MFT record ($FILE_NAME with parent record 5).
+//
+// After a restore, the plugin's fix-up (setting new_serial) writes a new
+// random volume serial number into the boot sector and the backup boot
+// sector (SetSerial), the only places NTFS keeps it, so that clones of one
+// image differ; without the setting a restored volume stays exactly as
+// captured.
 package ntfs

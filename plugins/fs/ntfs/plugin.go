@@ -2,6 +2,8 @@ package ntfs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
@@ -12,9 +14,9 @@ import (
 
 // Plugin is the NTFS filesystem plugin: Probe and UsedExtentsWithOptions
 // behind the diskcast filesystem contract (sdk/filesystem). Its settings
-// are PluginConfig; it has no fix-up.
+// are PluginConfig; its fix-up gives a restored volume a new serial
+// number when NewSerial is set, and leaves it untouched otherwise.
 type Plugin struct {
-	filesystem.NoFixUp
 	mu  sync.Mutex
 	cfg PluginConfig
 }
@@ -24,6 +26,7 @@ type Plugin struct {
 type PluginConfig struct {
 	SkipPagefile bool `hcl:"skip_pagefile,optional" help:"leave out the contents of pagefile.sys (Windows recreates it; the restored file holds stale bytes)"`
 	SkipHiberfil bool `hcl:"skip_hiberfil,optional" help:"leave out the contents of hiberfil.sys except its header page (ignored when the volume holds a pending resume)"`
+	NewSerial    bool `hcl:"new_serial,optional" help:"after a restore, give the volume a new random serial number in both boot sectors (like ntfslabel --new-serial), so clones differ (an fstab entry naming it by UUID= no longer matches); without it the restore stays byte-exact"`
 }
 
 // NewPlugin returns the plugin with default settings.
@@ -53,9 +56,27 @@ func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
 	return nil
 }
 
-// Capabilities says the plugin has no fix-up.
+// Capabilities says the plugin has a fix-up.
 func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
-	return &filesystem.Capabilities{}, nil
+	return &filesystem.Capabilities{FixUp: true}, nil
+}
+
+// FixUp writes a new random serial number when NewSerial is set; with the
+// default settings it writes nothing.
+func (p *Plugin) FixUp(ctx context.Context, rw filesystem.ReadWriterAt, size int64) error {
+	p.mu.Lock()
+	c := p.cfg
+	p.mu.Unlock()
+	if !c.NewSerial {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	_, err := SetSerial(rw, size, binary.LittleEndian.Uint64(b[:]))
+	return classify(err)
 }
 
 // Probe reports an NTFS volume with high confidence: the boot sector,
