@@ -32,6 +32,7 @@ func runReceive(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	pubkey := fs.String("pubkey", "", "require a valid signature by this public key")
 	senderTimeout := fs.Duration("sender-timeout", 0, "give up when the sender is silent this long (default 30s)")
 	noResume := fs.Bool("no-resume", false, "start over instead of resuming an interrupted receive of the same image")
+	fx := addFixUpFlags(fs)
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
 	dirs := pluginDirFlag(fs)
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
@@ -39,6 +40,9 @@ func runReceive(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	}
 	if *target == "" {
 		return fmt.Errorf("%w: --target is required", errUsage)
+	}
+	if err := fx.check(); err != nil {
+		return err
 	}
 	mode, err := restore.ParseFreeMode(*free)
 	if err != nil {
@@ -84,6 +88,7 @@ func runReceive(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	sink := &transfer.Sink{
 		Target: *target, Journal: journal, PublicKey: pub, Free: mode,
 		OnProgress: func(st transport.Stats) { latest.Store(&st) },
+		FixUp:      func(h *image.Header) restore.FixUpFunc { return fx.fixUp(e, m, h) },
 		Started: func(t *restore.Target, resumed int) {
 			if resumed > 0 {
 				fmt.Fprintf(e.stderr, "resuming: %d chunks are already on %s\n", resumed, *target)

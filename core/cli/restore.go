@@ -30,8 +30,7 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	workers := fs.Int("workers", 0, "decompression workers (default: one per core)")
 	jsonOut := fs.Bool("json", false, "progress and summary as JSON lines on stdout")
 	noResume := fs.Bool("no-resume", false, "start over instead of resuming an interrupted restore of the same image")
-	noFixUp := fs.Bool("no-fixup", false, "do not run the filesystem plugins' post-restore fix-ups")
-	newSerial := fs.Bool("new-serial", false, "give restored NTFS and FAT filesystems new serial numbers (the plugins' new_serial fix-up), so clones differ; fstab entries naming them by UUID= then no longer match. Without it the restore is byte-exact")
+	fx := addFixUpFlags(fs)
 	dirs := pluginDirFlag(fs)
 	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
@@ -41,8 +40,8 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if handled, err := restoreForeign(ctx, e, pos[0], pos[1], foreignOptions{json: *jsonOut, pubkey: *pubkey, free: *free}); handled {
 		return err
 	}
-	if *noFixUp && *newSerial {
-		return fmt.Errorf("%w: --new-serial is a fix-up: drop --no-fixup", errUsage)
+	if err := fx.check(); err != nil {
+		return err
 	}
 	journal := restore.DefaultJournal(pos[1])
 	if *noResume {
@@ -62,13 +61,9 @@ func runRestore(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 	if pmode == progress.JSON {
 		out = e.stdout
 	}
-	var fixUp restore.FixUpFunc
-	if !*noFixUp && needsFixUp(img.Header) {
-		m := e.newManager(dirs)
-		defer m.Close()
-		f := &fixUpper{m: m, newSerial: *newSerial, warn: func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) }}
-		fixUp = f.run
-	}
+	m := e.newManager(dirs)
+	defer m.Close()
+	fixUp := fx.fixUp(e, m, img.Header)
 	var meter *progress.Meter
 	res, err := restore.Run(ctx, img.Reader, pos[1], restore.Options{
 		FixUp:   fixUp,
@@ -126,6 +121,33 @@ func openImage(path, pubkeyPath string) (*image.File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return img, nil
+}
+
+// fixUpFlags are the flags of the commands that restore: --no-fixup and
+// --new-serial.
+type fixUpFlags struct{ no, newSerial *bool }
+
+func addFixUpFlags(fs *flag.FlagSet) *fixUpFlags {
+	return &fixUpFlags{
+		no:        fs.Bool("no-fixup", false, "do not run the filesystem plugins' post-restore fix-ups"),
+		newSerial: fs.Bool("new-serial", false, "give restored NTFS and FAT filesystems new serial numbers (the plugins' new_serial fix-up), so clones differ; fstab entries naming them by UUID= then no longer match. Without it the restore is byte-exact"),
+	}
+}
+
+func (f *fixUpFlags) check() error {
+	if *f.no && *f.newSerial {
+		return fmt.Errorf("%w: --new-serial is a fix-up: drop --no-fixup", errUsage)
+	}
+	return nil
+}
+
+// fixUp returns the fix-up of an image's restore (nil: none to run).
+func (f *fixUpFlags) fixUp(e *env, m *plugin.Manager, h *image.Header) restore.FixUpFunc {
+	if *f.no || !needsFixUp(h) {
+		return nil
+	}
+	u := &fixUpper{m: m, newSerial: *f.newSerial, warn: func(msg string) { fmt.Fprintf(e.stderr, "warning: %s\n", msg) }}
+	return u.run
 }
 
 // needsFixUp reports whether a filesystem plugin captured any partition

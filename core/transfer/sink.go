@@ -51,6 +51,10 @@ type Sink struct {
 	// Started, if set, is called once the target is open, with the
 	// chunks an earlier receive had written.
 	Started func(t *restore.Target, resumed int)
+	// FixUp, if set, runs the filesystem plugins' post-restore fix-ups
+	// once the image is on the target (see restore.Options.FixUp). It
+	// gets the image's header, known once the metadata came.
+	FixUp func(h *image.Header) restore.FixUpFunc
 
 	mu      sync.Mutex
 	meta    []byte
@@ -99,8 +103,9 @@ func (s *Sink) Meta(_ context.Context, blob []byte) (*transport.Held, error) {
 			t.Close()
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		s.stop = make(chan struct{})
-		s.stopped.Go(func() { s.checkpoints(t) })
+		stop := make(chan struct{})
+		s.stop = stop
+		s.stopped.Go(func() { s.checkpoints(t, stop) })
 	}
 	s.t, s.meta = t, bytes.Clone(blob)
 	if s.Started != nil {
@@ -121,7 +126,7 @@ func (s *Sink) held() *transport.Held {
 	return h
 }
 
-func (s *Sink) checkpoints(t *restore.Target) {
+func (s *Sink) checkpoints(t *restore.Target, stop <-chan struct{}) {
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
 	for {
@@ -132,7 +137,7 @@ func (s *Sink) checkpoints(t *restore.Target) {
 				s.cpErr = err
 				s.mu.Unlock()
 			}
-		case <-s.stop:
+		case <-stop:
 			return
 		}
 	}
@@ -205,7 +210,13 @@ func (s *Sink) Finish(ctx context.Context) error {
 	if err := t.ZeroExtents(ctx); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	return t.Finish(ctx, s.Free)
+	if err := t.Finish(ctx, s.Free); err != nil {
+		return err
+	}
+	if s.FixUp == nil {
+		return nil
+	}
+	return t.FixUps(ctx, s.FixUp(t.Meta.Header))
 }
 
 // Total is the data bytes the image writes (0 before the metadata came).
