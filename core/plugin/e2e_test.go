@@ -173,7 +173,7 @@ func TestAnalyzer(t *testing.T) {
 	}{
 		{"unknown plugin", AnalyzeOptions{Only: "zfs"}, ErrNotFound, `"zfs"`},
 		{"settings for an unused plugin", AnalyzeOptions{Only: "good", Config: map[string]base.Config{"ntfs": {"skip_pagefile": true}}}, ErrNotFound, "not in use"},
-		{"bad setting", AnalyzeOptions{Config: map[string]base.Config{"ntfs": {"skip_pagefiles": true}}}, base.ErrInvalidConfig, "valid: skip_hiberfil, skip_pagefile"},
+		{"bad setting", AnalyzeOptions{Config: map[string]base.Config{"ntfs": {"skip_pagefiles": true}}}, base.ErrInvalidConfig, "valid: new_serial, skip_hiberfil, skip_pagefile"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

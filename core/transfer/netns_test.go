@@ -4,6 +4,7 @@ package transfer_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -319,10 +320,12 @@ func TestTwoSessionsAndForgery(t *testing.T) {
 	const otherKey = "0ddba11000000000000000000000000000000000000000000000000000000002"
 	dir := t.TempDir()
 
-	s1 := start(t, lab.Host(0), sendArgs(lab.Host(0), img, group, "--min-receivers", "2", "--rate", "160M")...)
+	// Session 1 has a known ID, so the forger can pick its packets.
+	const id1 = 4242
+	s1 := start(t, lab.Host(0), sendArgs(lab.Host(0), img, group, "--min-receivers", "2", "--rate", "160M", "--session-id", fmt.Sprint(id1))...)
 	s2 := start(t, lab.Host(1), "send", "--json", "--interface", lab.Host(1).Iface(), "--group", group, "--session-key", otherKey, "--min-receivers", "1", "--rate", "160M", other.dci)
-	r1 := start(t, lab.Host(2), receiveArgs(lab.Host(2), filepath.Join(dir, "a1"), group)...)
-	r2 := start(t, lab.Host(3), receiveArgs(lab.Host(3), filepath.Join(dir, "a2"), group)...)
+	r1 := start(t, lab.Host(2), receiveArgs(lab.Host(2), filepath.Join(dir, "a1"), group, "--session-id", fmt.Sprint(id1))...)
+	r2 := start(t, lab.Host(3), receiveArgs(lab.Host(3), filepath.Join(dir, "a2"), group, "--session-id", fmt.Sprint(id1))...)
 	r3 := start(t, lab.Host(4), "receive", "--json", "--interface", lab.Host(4).Iface(), "--group", group, "--session-key", otherKey, "--target", filepath.Join(dir, "b1"))
 
 	// Host 1 forges packets: copies of a real packet of the first session
@@ -349,15 +352,22 @@ func TestTwoSessionsAndForgery(t *testing.T) {
 			return
 		}
 		defer conn.Close()
+		// A packet of session 1 (its ID is at bytes 8-15, docs/PROTOCOL.md).
 		buf := make([]byte, 9000)
 		listen.SetReadDeadline(time.Now().Add(30 * time.Second))
-		n, _, err := listen.ReadFromUDP(buf)
-		listen.Close()
-		if err != nil {
-			t.Errorf("forger: no packet of the session to copy: %v", err)
-			return
+		var real []byte
+		for real == nil {
+			n, _, err := listen.ReadFromUDP(buf)
+			if err != nil {
+				listen.Close()
+				t.Errorf("forger: no packet of session 1 to copy: %v", err)
+				return
+			}
+			if n > 16 && binary.LittleEndian.Uint64(buf[8:16]) == id1 {
+				real = buf[:n]
+			}
 		}
-		real := buf[:n]
+		listen.Close()
 		garbage := append([]byte("DCMC"), testenv.Garbage(1200, 9)...)
 		for i := 0; ; i++ {
 			select {
