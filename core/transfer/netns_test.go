@@ -29,7 +29,13 @@ import (
 
 var diskcastBin string
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithDiskcast(m, &diskcastBin)) }
+func TestMain(m *testing.M) {
+	code := testenv.RunWithDiskcast(m, &diskcastBin)
+	if imageDir != "" {
+		os.RemoveAll(imageDir)
+	}
+	os.Exit(code)
+}
 
 const key = "5ca1ab1e0ddba11c0ffee00000000000d15c0ca5700000000000000000000001"
 
