@@ -355,24 +355,7 @@ func (t *Target) writeAll(ctx context.Context, img *image.Reader, workers int) e
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
-	var checkpointer sync.WaitGroup
-	if t.journal != "" {
-		checkpointer.Go(func() {
-			tick := time.NewTicker(checkpointEvery)
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					if err := t.Checkpoint(); err != nil {
-						cancel(err)
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-	}
+	stopCheckpoints := t.StartCheckpoints(func(err error) { cancel(err) })
 	var workersDone sync.WaitGroup
 	for range workers {
 		workersDone.Go(func() {
@@ -399,12 +382,42 @@ func (t *Target) writeAll(ctx context.Context, img *image.Reader, workers int) e
 		})
 	}
 	workersDone.Wait()
-	err := context.Cause(ctx)
-	cancel(nil) // stop the checkpointer
-	checkpointer.Wait()
-	return err
+	stopCheckpoints()
+	return context.Cause(ctx)
 }
 
 // checkpointEvery is how often a running restore syncs and updates its
 // journal.
 const checkpointEvery = 5 * time.Second
+
+// StartCheckpoints syncs the target and updates its journal every
+// checkpointEvery until the returned stop is called (which waits for a
+// checkpoint under way). A failed checkpoint is passed to onError and ends
+// the checkpoints. Without a journal it does nothing.
+func (t *Target) StartCheckpoints(onError func(error)) (stop func()) {
+	if t.journal == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(checkpointEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if err := t.Checkpoint(); err != nil {
+					onError(err)
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+}

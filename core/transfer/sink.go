@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/diskcast/diskcast/core/image"
 	"github.com/diskcast/diskcast/core/restore"
@@ -23,10 +22,6 @@ var (
 	// ErrNotStarted means Finish was called before any metadata arrived.
 	ErrNotStarted = errors.New("transfer: no image metadata was received")
 )
-
-// checkpointEvery is how often a receive syncs the target and updates its
-// journal.
-const checkpointEvery = 5 * time.Second
 
 // Sink restores what a transport delivers onto a target. Set its fields,
 // pass it to a transport's Receive (or to Receive), then Close it. One
@@ -56,14 +51,13 @@ type Sink struct {
 	// gets the image's header, known once the metadata came.
 	FixUp func(h *image.Header) restore.FixUpFunc
 
-	mu      sync.Mutex
-	meta    []byte
-	t       *restore.Target
-	resumed int
-	stop    chan struct{} // ends the checkpointer
-	stopped sync.WaitGroup
-	cpErr   error
-	workers sync.Pool // of *worker
+	mu              sync.Mutex
+	meta            []byte
+	t               *restore.Target
+	resumed         int
+	stopCheckpoints func()
+	cpErr           error
+	workers         sync.Pool // of *worker
 }
 
 var _ transport.Sink = (*Sink)(nil)
@@ -103,9 +97,11 @@ func (s *Sink) Meta(_ context.Context, blob []byte) (*transport.Held, error) {
 			t.Close()
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		stop := make(chan struct{})
-		s.stop = stop
-		s.stopped.Go(func() { s.checkpoints(t, stop) })
+		s.stopCheckpoints = t.StartCheckpoints(func(err error) {
+			s.mu.Lock()
+			s.cpErr = err
+			s.mu.Unlock()
+		})
 	}
 	s.t, s.meta = t, bytes.Clone(blob)
 	if s.Started != nil {
@@ -124,23 +120,6 @@ func (s *Sink) held() *transport.Held {
 		}
 	}
 	return h
-}
-
-func (s *Sink) checkpoints(t *restore.Target, stop <-chan struct{}) {
-	tick := time.NewTicker(checkpointEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-			if err := t.Checkpoint(); err != nil {
-				s.mu.Lock()
-				s.cpErr = err
-				s.mu.Unlock()
-			}
-		case <-stop:
-			return
-		}
-	}
 }
 
 func (s *Sink) target() *restore.Target {
@@ -206,7 +185,7 @@ func (s *Sink) Finish(ctx context.Context) error {
 	if t == nil {
 		return ErrNotStarted
 	}
-	s.stopCheckpoints()
+	s.stopCheckpointing()
 	if err := t.ZeroExtents(ctx); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -244,14 +223,12 @@ func (s *Sink) Result() Result {
 	return Result{Resumed: s.resumed, Chunks: t.Stats.Chunks.Load(), DataBytes: t.Stats.DataBytes.Load(), ZeroBytes: t.Stats.ZeroBytes.Load()}
 }
 
-func (s *Sink) stopCheckpoints() {
+func (s *Sink) stopCheckpointing() {
 	s.mu.Lock()
-	stop := s.stop
-	s.stop = nil
+	stop := s.stopCheckpoints
 	s.mu.Unlock()
 	if stop != nil {
-		close(stop)
-		s.stopped.Wait()
+		stop()
 	}
 }
 
@@ -262,7 +239,7 @@ func (s *Sink) Close() error {
 	if t == nil {
 		return nil
 	}
-	s.stopCheckpoints()
+	s.stopCheckpointing()
 	var err error
 	if len(t.Missing()) > 0 {
 		err = t.Checkpoint()
