@@ -129,21 +129,14 @@ func (o *Orchestrator) Assign(ctx context.Context, mac, addr string) (*Assignmen
 	if o.closed {
 		return nil, ErrClosed
 	}
-	name, ok := o.macs[mac]
-	if !ok {
-		name, err := o.discoverLocked(mac, addr, "asked for an assignment from "+addr, now)
-		if err != nil {
-			return nil, err
-		}
+	name, known, err := o.sightLocked(mac, addr, "asked for an assignment from "+addr, now)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
 		return nil, fmt.Errorf("%w: MAC %s belongs to no known node; recorded as discovered node %q: add a node block to the configuration or POST /api/v1/nodes to enroll it", ErrNotFound, mac, name)
 	}
 	o.boots.note(mac, stepAgent, now)
-	n := o.nodes[name]
-	n.LastSeen, n.LastAddr = now, addr
-	if n.FirstSeen.IsZero() {
-		n.FirstSeen = now
-	}
-	o.dirty = true
 	s := o.runningSessionOf(name)
 	if s == nil {
 		return nil, fmt.Errorf("%w: node %q (%s) has no assignment: no running session includes it", ErrNotFound, name, mac)
@@ -164,6 +157,27 @@ func (o *Orchestrator) Assign(ctx context.Context, mac, addr string) (*Assignmen
 		return nil, fmt.Errorf("%w: node %q already finished run %d of session %q; it should boot from its disk", ErrConflict, name, s.rec.Run, s.rec.Name)
 	}
 	return o.assignmentLocked(s, name)
+}
+
+// sightLocked records that the node with this MAC was seen, from addr
+// ("" if unknown). An unknown MAC becomes a discovered node, why saying
+// how it showed up; known is false then. o.mu is held.
+func (o *Orchestrator) sightLocked(mac, addr, why string, now time.Time) (name string, known bool, err error) {
+	name, ok := o.macs[mac]
+	if !ok {
+		name, err = o.discoverLocked(mac, addr, why, now)
+		return name, false, err
+	}
+	n := o.nodes[name]
+	n.LastSeen = now
+	if addr != "" {
+		n.LastAddr = addr
+	}
+	if n.FirstSeen.IsZero() {
+		n.FirstSeen = now
+	}
+	o.dirty = true
+	return name, true, nil
 }
 
 // discoverLocked records an unknown MAC as a discovered node; o.mu is

@@ -3,7 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
-	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -33,19 +33,13 @@ func (b BootBackend) Lookup(_ context.Context, n boot.Node) (*boot.Assignment, e
 	if o.closed {
 		return nil, ErrClosed
 	}
-	name, ok := o.macs[mac]
-	if !ok {
-		if _, err := o.discoverLocked(mac, n.IP, "network boot ("+n.Arch+")", now); err != nil {
-			return nil, err
-		}
+	name, known, err := o.sightLocked(mac, n.IP, "network boot ("+n.Arch+")", now)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
 		return &boot.Assignment{Known: false}, nil
 	}
-	node := o.nodes[name]
-	node.LastSeen = now
-	if n.IP != "" {
-		node.LastAddr = n.IP
-	}
-	o.dirty = true
 	s := o.runningSessionOf(name)
 	if s == nil || s.rec.Nodes[name].State == StateDone {
 		return &boot.Assignment{Known: true}, nil // its own disk
@@ -80,7 +74,7 @@ func (b BootBackend) Report(_ context.Context, e boot.Event) error {
 func (o *Orchestrator) BootFile(name string) (string, error) {
 	switch name {
 	case "vmlinuz", "initrd.img":
-		return o.server.BootDir + "/" + url.PathEscape(name), nil
+		return filepath.Join(o.server.BootDir, name), nil
 	}
 	return "", fmt.Errorf("%w: boot file %q: only vmlinuz and initrd.img are served", ErrNotFound, name)
 }
