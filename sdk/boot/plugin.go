@@ -133,15 +133,11 @@ func (c *client) Capabilities(ctx context.Context) (*Capabilities, error) {
 func (c *client) Serve(ctx context.Context, n Network, backend Backend) error {
 	jctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	id := c.broker.NextId()
-	ln, err := c.broker.Accept(id)
+	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) { proto.RegisterBootBackendServer(gs, &backendServer{b: backend}) })
 	if err != nil {
 		return fmt.Errorf("boot: offer the backend to the plugin: %w", err)
 	}
-	gs := grpc.NewServer()
-	proto.RegisterBootBackendServer(gs, &backendServer{b: backend})
-	go gs.Serve(ln)
-	defer gs.Stop()
+	defer stop()
 	_, err = c.c.Serve(jctx, &proto.BootServeRequest{Interface: n.Interface, ServerIp: n.ServerIP, HttpUrl: n.HTTPURL, Backend: id})
 	if err != nil && ctx.Err() != nil && c.Ctx.Err() == nil {
 		return nil // stopped by the caller

@@ -25,13 +25,11 @@ var codeMap = []rpc.Code{
 // image.
 const MaxMessage = 256 << 20
 
-// newServer makes the core's brokered servers, with gRPC's 4 MiB limit on
-// received messages lifted (go-plugin lifts it on the client side of every
+// serverOpts lift gRPC's 4 MiB limit on received messages for the core's
+// brokered servers (go-plugin lifts it on the client side of every
 // connection). Large messages (chunks, metadata) only ever travel to
 // these servers or in answers from them, never to a plugin's server.
-func newServer() *grpc.Server {
-	return grpc.NewServer(grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage))
-}
+var serverOpts = []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage)}
 
 // GRPCPlugin is the go-plugin glue of the transport kind. A plugin sets
 // Impl and Meta; the core dispenses a Client.
@@ -275,25 +273,11 @@ func (c *client) Capabilities(ctx context.Context) (*Capabilities, error) {
 	return &Capabilities{Multicast: r.Multicast, Repair: r.Repair}, nil
 }
 
-// serve offers a service to the plugin over a brokered connection until
-// the returned stop is called.
-func (c *client) serve(register func(*grpc.Server)) (id uint32, stop func(), err error) {
-	id = c.broker.NextId()
-	ln, err := c.broker.Accept(id)
-	if err != nil {
-		return 0, nil, err
-	}
-	gs := newServer()
-	register(gs)
-	go gs.Serve(ln)
-	return id, gs.Stop, nil
-}
-
 // Send serves src to the plugin for as long as the plugin's Send runs.
 func (c *client) Send(ctx context.Context, s Session, src Source) (Stats, error) {
 	ctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	id, stop, err := c.serve(func(gs *grpc.Server) { proto.RegisterChunkSourceServer(gs, &sourceServer{src: src}) })
+	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) { proto.RegisterChunkSourceServer(gs, &sourceServer{src: src}) }, serverOpts...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("transport: offer the chunk source to the plugin: %w", err)
 	}
@@ -310,7 +294,7 @@ func (c *client) Send(ctx context.Context, s Session, src Source) (Stats, error)
 func (c *client) Receive(ctx context.Context, s Session, sink Sink) (Stats, error) {
 	ctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	id, stop, err := c.serve(func(gs *grpc.Server) { proto.RegisterChunkSinkServer(gs, &sinkServer{sink: sink}) })
+	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) { proto.RegisterChunkSinkServer(gs, &sinkServer{sink: sink}) }, serverOpts...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("transport: offer the chunk sink to the plugin: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/internal/proto"
+	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -210,4 +211,18 @@ func (b *BaseClient) Configure(ctx context.Context, cfg base.Config) error {
 	}
 	_, err = b.C.Configure(ctx, &proto.ConfigureRequest{ConfigJson: raw})
 	return FromStatus(err, b.Ctx, nil)
+}
+
+// Offer serves a service of the core to a plugin over a new brokered
+// connection, until the returned stop is called; the plugin dials id.
+func Offer(broker *plugin.GRPCBroker, register func(*grpc.Server), opts ...grpc.ServerOption) (id uint32, stop func(), err error) {
+	id = broker.NextId()
+	ln, err := broker.Accept(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	gs := grpc.NewServer(opts...)
+	register(gs)
+	go gs.Serve(ln)
+	return id, gs.Stop, nil
 }
