@@ -119,6 +119,14 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 	if err != nil {
 		return err
 	}
+	if *httpAddr != "" && st.Counters["cut_off"] > 0 {
+		// Receivers cut off as stragglers are still fetching what they
+		// miss from the HTTP server: serve until they have been quiet.
+		fmt.Fprintf(e.stderr, "serving %d straggler(s) over HTTP until no chunk was asked for %v\n", st.Counters["cut_off"], stragglerQuiet)
+		for src.IdleFor() < stragglerQuiet && ctx.Err() == nil {
+			time.Sleep(time.Second)
+		}
+	}
 	resent := 0.0
 	if st.Bytes > 0 {
 		resent = 100 * float64(st.RetransmittedBytes) / float64(st.Bytes)
@@ -138,6 +146,10 @@ func runSend(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 	}
 	return nil
 }
+
+// stragglerQuiet is how long the HTTP server of a send stays up after its
+// last chunk request once the multicast session has ended.
+const stragglerQuiet = 10 * time.Second
 
 func ifaceHint(p map[string]string) string {
 	if p["host_only"] == "true" {

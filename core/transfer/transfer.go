@@ -10,6 +10,8 @@ package transfer
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/diskcast/diskcast/core/image"
 	"github.com/diskcast/diskcast/sdk/transport"
@@ -22,6 +24,7 @@ type Source struct {
 	sizes []int64
 	// OnProgress, if set, receives the transport's stats.
 	OnProgress func(transport.Stats)
+	lastRead   atomic.Int64 // unix nanoseconds of the latest ReadChunk
 }
 
 var _ transport.Source = (*Source)(nil)
@@ -47,7 +50,13 @@ func (s *Source) ReadChunk(_ context.Context, index int64) ([]byte, error) {
 	if index < 0 || index >= int64(len(s.sizes)) {
 		return nil, fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
 	}
+	s.lastRead.Store(time.Now().UnixNano())
 	return s.img.ReadPayload(int(index), nil)
+}
+
+// IdleFor is how long no chunk has been read.
+func (s *Source) IdleFor() time.Duration {
+	return time.Since(time.Unix(0, s.lastRead.Load()))
 }
 
 // Progress hands the stats to OnProgress.
