@@ -144,11 +144,14 @@ func (t *Target) WriteChunk(dec *image.Decoder, buf []byte, i int, payload []byt
 	if err != nil {
 		return buf, fmt.Errorf("chunk %d: %w", i, err)
 	}
+	// Handing back the whole decoded buffer (not what is left after the
+	// runs) lets the caller reuse it instead of growing a new one.
+	rest := raw
 	for _, r := range c.Runs {
-		if _, err := t.Dev.WriteAt(raw[:r.Length], r.Offset); err != nil {
-			return raw, fmt.Errorf("chunk %d: write %s at byte %d: %w", i, t.Dev.Path, r.Offset, err)
+		if _, err := t.Dev.WriteAt(rest[:r.Length], r.Offset); err != nil {
+			return raw[:0], fmt.Errorf("chunk %d: write %s at byte %d: %w", i, t.Dev.Path, r.Offset, err)
 		}
-		raw = raw[r.Length:]
+		rest = rest[r.Length:]
 	}
 	t.mu.Lock()
 	t.done[i] = true

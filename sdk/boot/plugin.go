@@ -63,7 +63,7 @@ func (s *server) Capabilities(ctx context.Context, _ *proto.Empty) (*proto.BootC
 }
 
 func (s *server) Serve(ctx context.Context, req *proto.BootServeRequest) (*proto.Empty, error) {
-	conn, err := s.broker.Dial(req.Backend)
+	conn, err := rpc.Dial(s.broker, req.Backend)
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("boot: connect to the core's backend: %w", err), nil)
 	}

@@ -2,12 +2,15 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/internal/proto"
 	"github.com/diskcast/diskcast/sdk/internal/rpc"
+	"github.com/diskcast/diskcast/sdk/internal/shm"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,7 +21,12 @@ var codeMap = []rpc.Code{
 	{Err: ErrSession, Code: codes.FailedPrecondition},
 	{Err: ErrChecksum, Code: codes.DataLoss},
 	{Err: ErrNoRepair, Code: codes.Unavailable},
+	{Err: errNoShared, Code: codes.Aborted},
 }
+
+// errNoShared is the core's answer to a chunk in shared memory it cannot
+// map; the plugin then sends chunks inline.
+var errNoShared = errors.New("transport: shared memory unavailable")
 
 // MaxMessage bounds one gRPC message between the core and a transport
 // plugin: a chunk (at most 64 MiB stored) or the metadata of a large
@@ -110,7 +118,7 @@ func (s *server) Capabilities(ctx context.Context, _ *proto.Empty) (*proto.Trans
 }
 
 func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.TransportStats, error) {
-	conn, err := s.broker.Dial(req.ChunkSource)
+	conn, err := rpc.Dial(s.broker, req.ChunkSource)
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("transport: connect to the core's chunk source: %w", err), codeMap)
 	}
@@ -129,12 +137,14 @@ func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.Trans
 }
 
 func (s *server) Receive(ctx context.Context, req *proto.ReceiveRequest) (*proto.TransportStats, error) {
-	conn, err := s.broker.Dial(req.ChunkSink)
+	conn, err := rpc.Dial(s.broker, req.ChunkSink)
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("transport: connect to the core's chunk sink: %w", err), codeMap)
 	}
 	defer conn.Close()
-	st, err := s.impl.Receive(ctx, sessionOf(req.Session), &sinkClient{c: proto.NewChunkSinkClient(conn)})
+	sink := &sinkClient{c: proto.NewChunkSinkClient(conn), shared: &shm.Pool{}}
+	defer sink.shared.Close()
+	st, err := s.impl.Receive(ctx, sessionOf(req.Session), sink)
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
@@ -195,7 +205,11 @@ func (s *sourceServer) Progress(ctx context.Context, st *proto.TransportStats) (
 }
 
 // sinkClient is the plugin's view of the core's Sink.
-type sinkClient struct{ c proto.ChunkSinkClient }
+type sinkClient struct {
+	c      proto.ChunkSinkClient
+	shared *shm.Pool
+	inline atomic.Bool // shared memory turned out unavailable
+}
 
 func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
 	r, err := s.c.Meta(ctx, &proto.MetaBlob{Meta: meta})
@@ -206,8 +220,39 @@ func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
 }
 
 func (s *sinkClient) Write(ctx context.Context, index int64, data []byte) error {
+	if !s.inline.Load() {
+		if sent, err := s.writeShared(ctx, index, data); sent {
+			return err
+		}
+		s.inline.Store(true)
+	}
 	_, err := s.c.Write(ctx, &proto.Chunk{Index: index, Data: data})
 	return rpc.FromStatus(err, nil, codeMap)
+}
+
+// writeShared passes data to the core in a shared memory region; sent is
+// false when shared memory is unavailable and the chunk must go inline.
+func (s *sinkClient) writeShared(ctx context.Context, index int64, data []byte) (sent bool, err error) {
+	r, err := s.shared.Get(len(data))
+	if err != nil {
+		return false, nil
+	}
+	defer s.shared.Put(r)
+	copy(r.Mem, data)
+	_, err = s.c.Write(ctx, &proto.Chunk{Index: index, Shared: sharedProto(r.Ref(len(data)))})
+	err = rpc.FromStatus(err, nil, codeMap)
+	if errors.Is(err, errNoShared) {
+		return false, nil
+	}
+	return true, err
+}
+
+func sharedProto(r shm.Ref) *proto.Shared {
+	return &proto.Shared{Id: r.ID, Pid: int32(r.PID), Fd: int32(r.FD), Size: r.Size, Length: r.Length}
+}
+
+func refOf(p *proto.Shared) shm.Ref {
+	return shm.Ref{ID: p.Id, PID: int(p.Pid), FD: int(p.Fd), Size: p.Size, Length: p.Length}
 }
 
 func (s *sinkClient) Repair(ctx context.Context, index int64) ([]byte, error) {
@@ -225,7 +270,8 @@ func (s *sinkClient) Progress(ctx context.Context, st Stats) {
 // sinkServer serves the core's Sink to the plugin.
 type sinkServer struct {
 	proto.UnimplementedChunkSinkServer
-	sink Sink
+	sink   Sink
+	shared *shm.Maps
 }
 
 func (s *sinkServer) Meta(ctx context.Context, m *proto.MetaBlob) (*proto.MetaReply, error) {
@@ -237,7 +283,21 @@ func (s *sinkServer) Meta(ctx context.Context, m *proto.MetaBlob) (*proto.MetaRe
 }
 
 func (s *sinkServer) Write(ctx context.Context, c *proto.Chunk) (*proto.Empty, error) {
-	if err := s.sink.Write(ctx, c.Index, c.Data); err != nil {
+	data := c.Data
+	if c.Shared != nil {
+		// The sink verifies the payload where it lies: the region is the
+		// SDK's own, left untouched by the plugin until this call returns.
+		b, release, err := s.shared.Bytes(refOf(c.Shared))
+		if errors.Is(err, shm.ErrUnavailable) {
+			return nil, rpc.ToStatus(fmt.Errorf("%w: %v", errNoShared, err), codeMap)
+		}
+		if err != nil {
+			return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d: %w", c.Index, err), codeMap)
+		}
+		defer release()
+		data = b
+	}
+	if err := s.sink.Write(ctx, c.Index, data); err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
 	return &proto.Empty{}, nil
@@ -294,7 +354,11 @@ func (c *client) Send(ctx context.Context, s Session, src Source) (Stats, error)
 func (c *client) Receive(ctx context.Context, s Session, sink Sink) (Stats, error) {
 	ctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) { proto.RegisterChunkSinkServer(gs, &sinkServer{sink: sink}) }, serverOpts...)
+	shared := &shm.Maps{}
+	defer shared.Close()
+	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) {
+		proto.RegisterChunkSinkServer(gs, &sinkServer{sink: sink, shared: shared})
+	}, serverOpts...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("transport: offer the chunk sink to the plugin: %w", err)
 	}

@@ -450,6 +450,7 @@ type Chunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Shared        *Shared                `protobuf:"bytes,3,opt,name=shared,proto3" json:"shared,omitempty"` // instead of data: the payload is in shared memory
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,6 +499,92 @@ func (x *Chunk) GetData() []byte {
 	return nil
 }
 
+func (x *Chunk) GetShared() *Shared {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+// Shared names a payload at the start of a plugin's memory region
+// (sdk/internal/shm): the region's id, the plugin's pid and the region's
+// descriptor in it, the region's size and the payload's length.
+type Shared struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	Fd            int32                  `protobuf:"varint,3,opt,name=fd,proto3" json:"fd,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Length        int64                  `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Shared) Reset() {
+	*x = Shared{}
+	mi := &file_transport_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Shared) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Shared) ProtoMessage() {}
+
+func (x *Shared) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Shared.ProtoReflect.Descriptor instead.
+func (*Shared) Descriptor() ([]byte, []int) {
+	return file_transport_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Shared) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Shared) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Shared) GetFd() int32 {
+	if x != nil {
+		return x.Fd
+	}
+	return 0
+}
+
+func (x *Shared) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Shared) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 type ChunkRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -507,7 +594,7 @@ type ChunkRef struct {
 
 func (x *ChunkRef) Reset() {
 	*x = ChunkRef{}
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_transport_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +606,7 @@ func (x *ChunkRef) String() string {
 func (*ChunkRef) ProtoMessage() {}
 
 func (x *ChunkRef) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[7]
+	mi := &file_transport_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +619,7 @@ func (x *ChunkRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChunkRef.ProtoReflect.Descriptor instead.
 func (*ChunkRef) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{7}
+	return file_transport_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ChunkRef) GetIndex() int64 {
@@ -551,7 +638,7 @@ type MetaBlob struct {
 
 func (x *MetaBlob) Reset() {
 	*x = MetaBlob{}
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_transport_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +650,7 @@ func (x *MetaBlob) String() string {
 func (*MetaBlob) ProtoMessage() {}
 
 func (x *MetaBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[8]
+	mi := &file_transport_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +663,7 @@ func (x *MetaBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaBlob.ProtoReflect.Descriptor instead.
 func (*MetaBlob) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{8}
+	return file_transport_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MetaBlob) GetMeta() []byte {
@@ -596,7 +683,7 @@ type MetaReply struct {
 
 func (x *MetaReply) Reset() {
 	*x = MetaReply{}
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +695,7 @@ func (x *MetaReply) String() string {
 func (*MetaReply) ProtoMessage() {}
 
 func (x *MetaReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[9]
+	mi := &file_transport_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +708,7 @@ func (x *MetaReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaReply.ProtoReflect.Descriptor instead.
 func (*MetaReply) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{9}
+	return file_transport_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MetaReply) GetChunks() int64 {
@@ -648,7 +735,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +747,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_proto_msgTypes[10]
+	mi := &file_transport_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +760,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_transport_proto_rawDescGZIP(), []int{10}
+	return file_transport_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FetchRequest) GetSession() *Session {
@@ -736,10 +823,17 @@ const file_transport_proto_rawDesc = "" +
 	"\x0eReceiveRequest\x125\n" +
 	"\asession\x18\x01 \x01(\v2\x1b.diskcast.plugin.v1.SessionR\asession\x12\x1d\n" +
 	"\n" +
-	"chunk_sink\x18\x02 \x01(\rR\tchunkSink\"1\n" +
+	"chunk_sink\x18\x02 \x01(\rR\tchunkSink\"e\n" +
 	"\x05Chunk\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\" \n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x122\n" +
+	"\x06shared\x18\x03 \x01(\v2\x1a.diskcast.plugin.v1.SharedR\x06shared\"f\n" +
+	"\x06Shared\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x0e\n" +
+	"\x02fd\x18\x03 \x01(\x05R\x02fd\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\x03R\x06length\" \n" +
 	"\bChunkRef\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\"\x1e\n" +
 	"\bMetaBlob\x12\x12\n" +
@@ -777,7 +871,7 @@ func file_transport_proto_rawDescGZIP() []byte {
 	return file_transport_proto_rawDescData
 }
 
-var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_transport_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_transport_proto_goTypes = []any{
 	(*TransportCapabilities)(nil), // 0: diskcast.plugin.v1.TransportCapabilities
 	(*Session)(nil),               // 1: diskcast.plugin.v1.Session
@@ -786,47 +880,49 @@ var file_transport_proto_goTypes = []any{
 	(*SourceImage)(nil),           // 4: diskcast.plugin.v1.SourceImage
 	(*ReceiveRequest)(nil),        // 5: diskcast.plugin.v1.ReceiveRequest
 	(*Chunk)(nil),                 // 6: diskcast.plugin.v1.Chunk
-	(*ChunkRef)(nil),              // 7: diskcast.plugin.v1.ChunkRef
-	(*MetaBlob)(nil),              // 8: diskcast.plugin.v1.MetaBlob
-	(*MetaReply)(nil),             // 9: diskcast.plugin.v1.MetaReply
-	(*FetchRequest)(nil),          // 10: diskcast.plugin.v1.FetchRequest
-	nil,                           // 11: diskcast.plugin.v1.Session.ParamsEntry
-	nil,                           // 12: diskcast.plugin.v1.TransportStats.CountersEntry
-	(*Empty)(nil),                 // 13: diskcast.plugin.v1.Empty
+	(*Shared)(nil),                // 7: diskcast.plugin.v1.Shared
+	(*ChunkRef)(nil),              // 8: diskcast.plugin.v1.ChunkRef
+	(*MetaBlob)(nil),              // 9: diskcast.plugin.v1.MetaBlob
+	(*MetaReply)(nil),             // 10: diskcast.plugin.v1.MetaReply
+	(*FetchRequest)(nil),          // 11: diskcast.plugin.v1.FetchRequest
+	nil,                           // 12: diskcast.plugin.v1.Session.ParamsEntry
+	nil,                           // 13: diskcast.plugin.v1.TransportStats.CountersEntry
+	(*Empty)(nil),                 // 14: diskcast.plugin.v1.Empty
 }
 var file_transport_proto_depIdxs = []int32{
-	11, // 0: diskcast.plugin.v1.Session.params:type_name -> diskcast.plugin.v1.Session.ParamsEntry
-	12, // 1: diskcast.plugin.v1.TransportStats.counters:type_name -> diskcast.plugin.v1.TransportStats.CountersEntry
+	12, // 0: diskcast.plugin.v1.Session.params:type_name -> diskcast.plugin.v1.Session.ParamsEntry
+	13, // 1: diskcast.plugin.v1.TransportStats.counters:type_name -> diskcast.plugin.v1.TransportStats.CountersEntry
 	1,  // 2: diskcast.plugin.v1.SendRequest.session:type_name -> diskcast.plugin.v1.Session
 	1,  // 3: diskcast.plugin.v1.ReceiveRequest.session:type_name -> diskcast.plugin.v1.Session
-	1,  // 4: diskcast.plugin.v1.FetchRequest.session:type_name -> diskcast.plugin.v1.Session
-	13, // 5: diskcast.plugin.v1.Transport.Capabilities:input_type -> diskcast.plugin.v1.Empty
-	3,  // 6: diskcast.plugin.v1.Transport.Send:input_type -> diskcast.plugin.v1.SendRequest
-	5,  // 7: diskcast.plugin.v1.Transport.Receive:input_type -> diskcast.plugin.v1.ReceiveRequest
-	10, // 8: diskcast.plugin.v1.Transport.Fetch:input_type -> diskcast.plugin.v1.FetchRequest
-	13, // 9: diskcast.plugin.v1.ChunkSource.Image:input_type -> diskcast.plugin.v1.Empty
-	7,  // 10: diskcast.plugin.v1.ChunkSource.ReadChunk:input_type -> diskcast.plugin.v1.ChunkRef
-	2,  // 11: diskcast.plugin.v1.ChunkSource.Progress:input_type -> diskcast.plugin.v1.TransportStats
-	8,  // 12: diskcast.plugin.v1.ChunkSink.Meta:input_type -> diskcast.plugin.v1.MetaBlob
-	6,  // 13: diskcast.plugin.v1.ChunkSink.Write:input_type -> diskcast.plugin.v1.Chunk
-	7,  // 14: diskcast.plugin.v1.ChunkSink.Repair:input_type -> diskcast.plugin.v1.ChunkRef
-	2,  // 15: diskcast.plugin.v1.ChunkSink.Progress:input_type -> diskcast.plugin.v1.TransportStats
-	0,  // 16: diskcast.plugin.v1.Transport.Capabilities:output_type -> diskcast.plugin.v1.TransportCapabilities
-	2,  // 17: diskcast.plugin.v1.Transport.Send:output_type -> diskcast.plugin.v1.TransportStats
-	2,  // 18: diskcast.plugin.v1.Transport.Receive:output_type -> diskcast.plugin.v1.TransportStats
-	6,  // 19: diskcast.plugin.v1.Transport.Fetch:output_type -> diskcast.plugin.v1.Chunk
-	4,  // 20: diskcast.plugin.v1.ChunkSource.Image:output_type -> diskcast.plugin.v1.SourceImage
-	6,  // 21: diskcast.plugin.v1.ChunkSource.ReadChunk:output_type -> diskcast.plugin.v1.Chunk
-	13, // 22: diskcast.plugin.v1.ChunkSource.Progress:output_type -> diskcast.plugin.v1.Empty
-	9,  // 23: diskcast.plugin.v1.ChunkSink.Meta:output_type -> diskcast.plugin.v1.MetaReply
-	13, // 24: diskcast.plugin.v1.ChunkSink.Write:output_type -> diskcast.plugin.v1.Empty
-	6,  // 25: diskcast.plugin.v1.ChunkSink.Repair:output_type -> diskcast.plugin.v1.Chunk
-	13, // 26: diskcast.plugin.v1.ChunkSink.Progress:output_type -> diskcast.plugin.v1.Empty
-	16, // [16:27] is the sub-list for method output_type
-	5,  // [5:16] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	7,  // 4: diskcast.plugin.v1.Chunk.shared:type_name -> diskcast.plugin.v1.Shared
+	1,  // 5: diskcast.plugin.v1.FetchRequest.session:type_name -> diskcast.plugin.v1.Session
+	14, // 6: diskcast.plugin.v1.Transport.Capabilities:input_type -> diskcast.plugin.v1.Empty
+	3,  // 7: diskcast.plugin.v1.Transport.Send:input_type -> diskcast.plugin.v1.SendRequest
+	5,  // 8: diskcast.plugin.v1.Transport.Receive:input_type -> diskcast.plugin.v1.ReceiveRequest
+	11, // 9: diskcast.plugin.v1.Transport.Fetch:input_type -> diskcast.plugin.v1.FetchRequest
+	14, // 10: diskcast.plugin.v1.ChunkSource.Image:input_type -> diskcast.plugin.v1.Empty
+	8,  // 11: diskcast.plugin.v1.ChunkSource.ReadChunk:input_type -> diskcast.plugin.v1.ChunkRef
+	2,  // 12: diskcast.plugin.v1.ChunkSource.Progress:input_type -> diskcast.plugin.v1.TransportStats
+	9,  // 13: diskcast.plugin.v1.ChunkSink.Meta:input_type -> diskcast.plugin.v1.MetaBlob
+	6,  // 14: diskcast.plugin.v1.ChunkSink.Write:input_type -> diskcast.plugin.v1.Chunk
+	8,  // 15: diskcast.plugin.v1.ChunkSink.Repair:input_type -> diskcast.plugin.v1.ChunkRef
+	2,  // 16: diskcast.plugin.v1.ChunkSink.Progress:input_type -> diskcast.plugin.v1.TransportStats
+	0,  // 17: diskcast.plugin.v1.Transport.Capabilities:output_type -> diskcast.plugin.v1.TransportCapabilities
+	2,  // 18: diskcast.plugin.v1.Transport.Send:output_type -> diskcast.plugin.v1.TransportStats
+	2,  // 19: diskcast.plugin.v1.Transport.Receive:output_type -> diskcast.plugin.v1.TransportStats
+	6,  // 20: diskcast.plugin.v1.Transport.Fetch:output_type -> diskcast.plugin.v1.Chunk
+	4,  // 21: diskcast.plugin.v1.ChunkSource.Image:output_type -> diskcast.plugin.v1.SourceImage
+	6,  // 22: diskcast.plugin.v1.ChunkSource.ReadChunk:output_type -> diskcast.plugin.v1.Chunk
+	14, // 23: diskcast.plugin.v1.ChunkSource.Progress:output_type -> diskcast.plugin.v1.Empty
+	10, // 24: diskcast.plugin.v1.ChunkSink.Meta:output_type -> diskcast.plugin.v1.MetaReply
+	14, // 25: diskcast.plugin.v1.ChunkSink.Write:output_type -> diskcast.plugin.v1.Empty
+	6,  // 26: diskcast.plugin.v1.ChunkSink.Repair:output_type -> diskcast.plugin.v1.Chunk
+	14, // 27: diskcast.plugin.v1.ChunkSink.Progress:output_type -> diskcast.plugin.v1.Empty
+	17, // [17:28] is the sub-list for method output_type
+	6,  // [6:17] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_transport_proto_init() }
@@ -841,7 +937,7 @@ func file_transport_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_proto_rawDesc), len(file_transport_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

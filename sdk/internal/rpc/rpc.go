@@ -221,7 +221,7 @@ func Offer(broker *plugin.GRPCBroker, register func(*grpc.Server), opts ...grpc.
 	if err != nil {
 		return 0, nil, err
 	}
-	gs := grpc.NewServer(opts...)
+	gs := grpc.NewServer(ServerOptions(opts...)...)
 	register(gs)
 	go gs.Serve(ln)
 	return id, gs.Stop, nil

@@ -1,0 +1,97 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/diskcast/diskcast/sdk/internal/proto"
+	"github.com/diskcast/diskcast/sdk/internal/rpc"
+	"github.com/diskcast/diskcast/sdk/internal/shm"
+	"google.golang.org/grpc"
+)
+
+// loopSink is a ChunkSinkClient that calls a sinkServer directly and
+// records how each chunk travelled.
+type loopSink struct {
+	proto.ChunkSinkClient
+	srv            *sinkServer
+	shared, inline int
+	pid            int32 // if set, regions seem to belong to this process
+}
+
+func (l *loopSink) Write(ctx context.Context, c *proto.Chunk, _ ...grpc.CallOption) (*proto.Empty, error) {
+	if c.Shared != nil {
+		if l.pid != 0 {
+			c.Shared.Pid = l.pid
+		}
+		l.shared++
+	} else {
+		l.inline++
+	}
+	return l.srv.Write(ctx, c)
+}
+
+// TestSharedWrite checks that chunks reach the core's sink through shared
+// memory, and go inline once the core cannot map the plugin's regions.
+func TestSharedWrite(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("shared memory regions are Linux only")
+	}
+	ctx := context.Background()
+	k := &bigSink{}
+	maps := &shm.Maps{}
+	defer maps.Close()
+	l := &loopSink{srv: &sinkServer{sink: k, shared: maps}}
+	c := &sinkClient{c: l, shared: &shm.Pool{}}
+	defer c.shared.Close()
+
+	data := make([]byte, 3<<20+17)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	if err := c.Write(ctx, 0, data); err != nil {
+		t.Fatal(err)
+	}
+	if l.shared != 1 || l.inline != 0 || string(k.got) != string(data) {
+		t.Fatalf("%d shared and %d inline writes, %d bytes arrived intact: %v", l.shared, l.inline, len(k.got), string(k.got) == string(data))
+	}
+
+	// A core that may not look into the plugin's memory (here: the region
+	// seems to belong to pid 1) refuses, and the chunk goes inline.
+	if os.Getpid() == 1 {
+		t.Skip("running as pid 1")
+	}
+	l.srv.shared = &shm.Maps{}
+	defer l.srv.shared.Close()
+	l.pid = 1
+	k.got = nil
+	if err := c.Write(ctx, 1, data[:100]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(ctx, 2, data[:200]); err != nil {
+		t.Fatal(err)
+	}
+	if l.shared != 2 || l.inline != 2 || string(k.got) != string(data[:200]) {
+		t.Fatalf("after the refusal: %d shared and %d inline writes, last chunk %d bytes", l.shared, l.inline, len(k.got))
+	}
+}
+
+// TestSharedRefusedCode checks that the refusal crosses gRPC as itself.
+func TestSharedRefusedCode(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Getpid() == 1 {
+		t.Skip("needs Linux, not as pid 1")
+	}
+	maps := &shm.Maps{}
+	defer maps.Close()
+	srv := &sinkServer{sink: &bigSink{}, shared: maps}
+	_, err := srv.Write(context.Background(), &proto.Chunk{Index: 3, Shared: &proto.Shared{Id: 1, Pid: 1, Fd: 0, Size: 1 << 20, Length: 10}})
+	if err == nil {
+		t.Fatal("a region of pid 1 was accepted")
+	}
+	if got := rpc.FromStatus(err, nil, codeMap); !errors.Is(got, errNoShared) {
+		t.Fatalf("refusal came back as %v, want errNoShared", got)
+	}
+}
