@@ -54,6 +54,20 @@ func (s *Source) ReadChunk(_ context.Context, index int64) ([]byte, error) {
 	return s.img.ReadPayload(int(index), nil)
 }
 
+// ReadChunkInto reads a chunk's stored payload into p (its stored size)
+// and checks it, as ReadChunk does: a sending plugin's shared memory.
+func (s *Source) ReadChunkInto(_ context.Context, index int64, p []byte) error {
+	if index < 0 || index >= int64(len(s.sizes)) {
+		return fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
+	}
+	if int64(len(p)) != s.sizes[index] {
+		return fmt.Errorf("chunk %d has %d bytes, not %d", index, s.sizes[index], len(p))
+	}
+	s.lastRead.Store(time.Now().UnixNano())
+	_, err := s.img.ReadPayload(int(index), p)
+	return err
+}
+
 // IdleFor is how long no chunk has been read.
 func (s *Source) IdleFor() time.Duration {
 	return time.Since(time.Unix(0, s.lastRead.Load()))

@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -194,6 +195,13 @@ func (s *Set) Start(kind base.Kind, name string) error {
 		return fmt.Errorf("%w: %s %s is served to diskcast, which starts it itself", ErrNotStarted, kind, name)
 	}
 	go exitWithParent(os.Getppid())
+	if kind == base.KindTransport && os.Getenv("GOMAXPROCS") == "" {
+		// A transport runs one event loop per session, which wakes often
+		// and otherwise waits. With a second P, each of its wake-ups also
+		// woke an idle thread to look for work: 8-10% of a multicast
+		// sender's and receiver's CPU. An operator's GOMAXPROCS wins.
+		runtime.GOMAXPROCS(1)
+	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: base.Handshake,
 		VersionedPlugins: map[int]goplugin.PluginSet{

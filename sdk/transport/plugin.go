@@ -128,7 +128,8 @@ func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.Trans
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("transport: get the image from the core: %w", rpc.FromStatus(err, nil, codeMap)), codeMap)
 	}
-	src := &sourceClient{c: sc, meta: img.Meta, sizes: img.ChunkSizes}
+	src := &sourceClient{c: sc, meta: img.Meta, sizes: img.ChunkSizes, shared: &shm.Pool{}}
+	defer src.shared.Close()
 	st, err := s.impl.Send(ctx, sessionOf(req.Session), src)
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
@@ -161,9 +162,11 @@ func (s *server) Fetch(ctx context.Context, req *proto.FetchRequest) (*proto.Chu
 
 // sourceClient is the plugin's view of the core's Source.
 type sourceClient struct {
-	c     proto.ChunkSourceClient
-	meta  []byte
-	sizes []int64
+	c      proto.ChunkSourceClient
+	meta   []byte
+	sizes  []int64
+	shared *shm.Pool
+	inline atomic.Bool // shared memory turned out unavailable
 }
 
 func (s *sourceClient) Meta() []byte        { return s.meta }
@@ -177,6 +180,45 @@ func (s *sourceClient) ReadChunk(ctx context.Context, index int64) ([]byte, erro
 	return r.Data, nil
 }
 
+// ReadChunkInto has the core read the chunk into a shared region, then
+// copies it into p; without shared memory it reads the chunk inline.
+func (s *sourceClient) ReadChunkInto(ctx context.Context, index int64, p []byte) error {
+	if !s.inline.Load() {
+		if read, err := s.readShared(ctx, index, p); read {
+			return err
+		}
+		s.inline.Store(true)
+	}
+	data, err := s.ReadChunk(ctx, index)
+	if err != nil {
+		return err
+	}
+	if len(data) != len(p) {
+		return fmt.Errorf("transport: chunk %d: the core gave %d bytes for a buffer of %d", index, len(data), len(p))
+	}
+	copy(p, data)
+	return nil
+}
+
+// readShared reads a chunk through a shared region; read is false when
+// shared memory is unavailable and the chunk must come inline.
+func (s *sourceClient) readShared(ctx context.Context, index int64, p []byte) (read bool, err error) {
+	r, err := s.shared.Get(len(p))
+	if err != nil {
+		return false, nil
+	}
+	defer s.shared.Put(r)
+	_, err = s.c.ReadChunk(ctx, &proto.ChunkRef{Index: index, Shared: sharedProto(r.Ref(len(p)))})
+	err = rpc.FromStatus(err, nil, codeMap)
+	if errors.Is(err, errNoShared) {
+		return false, nil
+	}
+	if err == nil {
+		copy(p, r.Mem)
+	}
+	return true, err
+}
+
 func (s *sourceClient) Progress(ctx context.Context, st Stats) {
 	s.c.Progress(ctx, statsProto(st)) // best effort: progress is advisory
 }
@@ -184,7 +226,8 @@ func (s *sourceClient) Progress(ctx context.Context, st Stats) {
 // sourceServer serves the core's Source to the plugin.
 type sourceServer struct {
 	proto.UnimplementedChunkSourceServer
-	src Source
+	src    Source
+	shared *shm.Maps
 }
 
 func (s *sourceServer) Image(context.Context, *proto.Empty) (*proto.SourceImage, error) {
@@ -192,11 +235,41 @@ func (s *sourceServer) Image(context.Context, *proto.Empty) (*proto.SourceImage,
 }
 
 func (s *sourceServer) ReadChunk(ctx context.Context, ref *proto.ChunkRef) (*proto.Chunk, error) {
+	if ref.Shared != nil {
+		return s.readShared(ctx, ref)
+	}
 	data, err := s.src.ReadChunk(ctx, ref.Index)
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
 	return &proto.Chunk{Index: ref.Index, Data: data}, nil
+}
+
+// readShared puts the chunk into the plugin's region.
+func (s *sourceServer) readShared(ctx context.Context, ref *proto.ChunkRef) (*proto.Chunk, error) {
+	p, release, err := s.shared.Bytes(refOf(ref.Shared))
+	if errors.Is(err, shm.ErrUnavailable) {
+		return nil, rpc.ToStatus(fmt.Errorf("%w: %v", errNoShared, err), codeMap)
+	}
+	if err != nil {
+		return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d: %w", ref.Index, err), codeMap)
+	}
+	defer release()
+	if sizes := s.src.ChunkSizes(); ref.Index >= 0 && ref.Index < int64(len(sizes)) && sizes[ref.Index] != int64(len(p)) {
+		return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d has %d bytes, the plugin's region %d", ref.Index, sizes[ref.Index], len(p)), codeMap)
+	}
+	if rd, ok := s.src.(ChunkReaderInto); ok {
+		err = rd.ReadChunkInto(ctx, ref.Index, p)
+	} else {
+		var data []byte
+		if data, err = s.src.ReadChunk(ctx, ref.Index); err == nil {
+			copy(p, data)
+		}
+	}
+	if err != nil {
+		return nil, rpc.ToStatus(err, codeMap)
+	}
+	return &proto.Chunk{Index: ref.Index}, nil
 }
 
 func (s *sourceServer) Progress(ctx context.Context, st *proto.TransportStats) (*proto.Empty, error) {
@@ -337,7 +410,11 @@ func (c *client) Capabilities(ctx context.Context) (*Capabilities, error) {
 func (c *client) Send(ctx context.Context, s Session, src Source) (Stats, error) {
 	ctx, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) { proto.RegisterChunkSourceServer(gs, &sourceServer{src: src}) }, serverOpts...)
+	shared := &shm.Maps{Writable: true}
+	defer shared.Close()
+	id, stop, err := rpc.Offer(c.broker, func(gs *grpc.Server) {
+		proto.RegisterChunkSourceServer(gs, &sourceServer{src: src, shared: shared})
+	}, serverOpts...)
 	if err != nil {
 		return Stats{}, fmt.Errorf("transport: offer the chunk source to the plugin: %w", err)
 	}

@@ -95,3 +95,67 @@ func TestSharedRefusedCode(t *testing.T) {
 		t.Fatalf("refusal came back as %v, want errNoShared", got)
 	}
 }
+
+// loopSource is a ChunkSourceClient that calls a sourceServer directly
+// and records how each chunk travelled.
+type loopSource struct {
+	proto.ChunkSourceClient
+	srv            *sourceServer
+	shared, inline int
+	pid            int32 // if set, regions seem to belong to this process
+}
+
+func (l *loopSource) ReadChunk(ctx context.Context, ref *proto.ChunkRef, _ ...grpc.CallOption) (*proto.Chunk, error) {
+	if ref.Shared != nil {
+		if l.pid != 0 {
+			ref.Shared.Pid = l.pid
+		}
+		l.shared++
+	} else {
+		l.inline++
+	}
+	return l.srv.ReadChunk(ctx, ref)
+}
+
+// TestSharedRead checks that a sending plugin gets chunks through shared
+// memory, filled by the core, and inline once the core cannot map them.
+func TestSharedRead(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Getpid() == 1 {
+		t.Skip("needs Linux, not as pid 1")
+	}
+	ctx := context.Background()
+	big := &bigSource{data: make([]byte, 5<<20+3)}
+	for i := range big.data {
+		big.data[i] = byte(i * 31)
+	}
+	maps := &shm.Maps{Writable: true}
+	defer maps.Close()
+	l := &loopSource{srv: &sourceServer{src: big, shared: maps}}
+	c := &sourceClient{c: l, sizes: big.ChunkSizes(), shared: &shm.Pool{}}
+	defer c.shared.Close()
+
+	p := make([]byte, len(big.data))
+	if err := c.ReadChunkInto(ctx, 0, p); err != nil {
+		t.Fatal(err)
+	}
+	if l.shared != 1 || l.inline != 0 || string(p) != string(big.data) {
+		t.Fatalf("%d shared and %d inline reads, chunk intact: %v", l.shared, l.inline, string(p) == string(big.data))
+	}
+	if err := c.ReadChunkInto(ctx, 0, p[:10]); err == nil {
+		t.Error("a buffer of the wrong size was filled")
+	}
+
+	l.srv.shared = &shm.Maps{Writable: true} // a core that has not mapped the region yet
+	defer l.srv.shared.Close()
+	l.pid = 1
+	clear(p)
+	if err := c.ReadChunkInto(ctx, 0, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadChunkInto(ctx, 0, p); err != nil {
+		t.Fatal(err)
+	}
+	if l.inline != 2 || string(p) != string(big.data) {
+		t.Fatalf("after the refusal: %d shared and %d inline reads, chunk intact: %v", l.shared, l.inline, string(p) == string(big.data))
+	}
+}

@@ -90,6 +90,17 @@ type Source interface {
 	Progress(ctx context.Context, s Stats)
 }
 
+// ChunkReaderInto is a Source that can read a chunk into the caller's
+// buffer. The Source a plugin gets always is one, and reading into a
+// buffer the plugin keeps saves a copy and an allocation per chunk; a
+// core's Source that is one lets the SDK read from disk straight into the
+// memory it shares with the plugin.
+type ChunkReaderInto interface {
+	// ReadChunkInto fills p, which has the chunk's stored size, with the
+	// stored payload of chunk index.
+	ReadChunkInto(ctx context.Context, index int64, p []byte) error
+}
+
 // Held is the set of chunks a receiver already has.
 type Held struct {
 	Chunks int64

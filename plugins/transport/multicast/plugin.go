@@ -265,6 +265,9 @@ func (s *source) Meta() []byte        { return s.src.Meta() }
 func (s *source) NumChunks() int      { return len(s.src.ChunkSizes()) }
 func (s *source) ChunkSize(i int) int { return int(s.src.ChunkSizes()[i]) }
 func (s *source) ReadChunk(i int, p []byte) error {
+	if rd, ok := s.src.(transport.ChunkReaderInto); ok {
+		return rd.ReadChunkInto(s.ctx, int64(i), p)
+	}
 	data, err := s.src.ReadChunk(s.ctx, int64(i))
 	if err != nil {
 		return err

@@ -77,6 +77,7 @@ const (
 	minIncrement = 256 << 10
 	rateEpoch    = 100 * time.Millisecond
 	burstTime    = 5 * time.Millisecond
+	batchTime    = 4 * time.Millisecond
 )
 
 func newRateCtl(fixed, initial, lo, hi float64) *rateCtl {

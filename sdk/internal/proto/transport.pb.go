@@ -588,6 +588,7 @@ func (x *Shared) GetLength() int64 {
 type ChunkRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Shared        *Shared                `protobuf:"bytes,2,opt,name=shared,proto3" json:"shared,omitempty"` // where the core is to put the chunk's payload
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +628,13 @@ func (x *ChunkRef) GetIndex() int64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *ChunkRef) GetShared() *Shared {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
 }
 
 type MetaBlob struct {
@@ -833,9 +841,10 @@ const file_transport_proto_rawDesc = "" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x0e\n" +
 	"\x02fd\x18\x03 \x01(\x05R\x02fd\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06length\x18\x05 \x01(\x03R\x06length\" \n" +
+	"\x06length\x18\x05 \x01(\x03R\x06length\"T\n" +
 	"\bChunkRef\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x03R\x05index\"\x1e\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x122\n" +
+	"\x06shared\x18\x02 \x01(\v2\x1a.diskcast.plugin.v1.SharedR\x06shared\"\x1e\n" +
 	"\bMetaBlob\x12\x12\n" +
 	"\x04meta\x18\x01 \x01(\fR\x04meta\"7\n" +
 	"\tMetaReply\x12\x16\n" +
@@ -895,34 +904,35 @@ var file_transport_proto_depIdxs = []int32{
 	1,  // 2: diskcast.plugin.v1.SendRequest.session:type_name -> diskcast.plugin.v1.Session
 	1,  // 3: diskcast.plugin.v1.ReceiveRequest.session:type_name -> diskcast.plugin.v1.Session
 	7,  // 4: diskcast.plugin.v1.Chunk.shared:type_name -> diskcast.plugin.v1.Shared
-	1,  // 5: diskcast.plugin.v1.FetchRequest.session:type_name -> diskcast.plugin.v1.Session
-	14, // 6: diskcast.plugin.v1.Transport.Capabilities:input_type -> diskcast.plugin.v1.Empty
-	3,  // 7: diskcast.plugin.v1.Transport.Send:input_type -> diskcast.plugin.v1.SendRequest
-	5,  // 8: diskcast.plugin.v1.Transport.Receive:input_type -> diskcast.plugin.v1.ReceiveRequest
-	11, // 9: diskcast.plugin.v1.Transport.Fetch:input_type -> diskcast.plugin.v1.FetchRequest
-	14, // 10: diskcast.plugin.v1.ChunkSource.Image:input_type -> diskcast.plugin.v1.Empty
-	8,  // 11: diskcast.plugin.v1.ChunkSource.ReadChunk:input_type -> diskcast.plugin.v1.ChunkRef
-	2,  // 12: diskcast.plugin.v1.ChunkSource.Progress:input_type -> diskcast.plugin.v1.TransportStats
-	9,  // 13: diskcast.plugin.v1.ChunkSink.Meta:input_type -> diskcast.plugin.v1.MetaBlob
-	6,  // 14: diskcast.plugin.v1.ChunkSink.Write:input_type -> diskcast.plugin.v1.Chunk
-	8,  // 15: diskcast.plugin.v1.ChunkSink.Repair:input_type -> diskcast.plugin.v1.ChunkRef
-	2,  // 16: diskcast.plugin.v1.ChunkSink.Progress:input_type -> diskcast.plugin.v1.TransportStats
-	0,  // 17: diskcast.plugin.v1.Transport.Capabilities:output_type -> diskcast.plugin.v1.TransportCapabilities
-	2,  // 18: diskcast.plugin.v1.Transport.Send:output_type -> diskcast.plugin.v1.TransportStats
-	2,  // 19: diskcast.plugin.v1.Transport.Receive:output_type -> diskcast.plugin.v1.TransportStats
-	6,  // 20: diskcast.plugin.v1.Transport.Fetch:output_type -> diskcast.plugin.v1.Chunk
-	4,  // 21: diskcast.plugin.v1.ChunkSource.Image:output_type -> diskcast.plugin.v1.SourceImage
-	6,  // 22: diskcast.plugin.v1.ChunkSource.ReadChunk:output_type -> diskcast.plugin.v1.Chunk
-	14, // 23: diskcast.plugin.v1.ChunkSource.Progress:output_type -> diskcast.plugin.v1.Empty
-	10, // 24: diskcast.plugin.v1.ChunkSink.Meta:output_type -> diskcast.plugin.v1.MetaReply
-	14, // 25: diskcast.plugin.v1.ChunkSink.Write:output_type -> diskcast.plugin.v1.Empty
-	6,  // 26: diskcast.plugin.v1.ChunkSink.Repair:output_type -> diskcast.plugin.v1.Chunk
-	14, // 27: diskcast.plugin.v1.ChunkSink.Progress:output_type -> diskcast.plugin.v1.Empty
-	17, // [17:28] is the sub-list for method output_type
-	6,  // [6:17] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	7,  // 5: diskcast.plugin.v1.ChunkRef.shared:type_name -> diskcast.plugin.v1.Shared
+	1,  // 6: diskcast.plugin.v1.FetchRequest.session:type_name -> diskcast.plugin.v1.Session
+	14, // 7: diskcast.plugin.v1.Transport.Capabilities:input_type -> diskcast.plugin.v1.Empty
+	3,  // 8: diskcast.plugin.v1.Transport.Send:input_type -> diskcast.plugin.v1.SendRequest
+	5,  // 9: diskcast.plugin.v1.Transport.Receive:input_type -> diskcast.plugin.v1.ReceiveRequest
+	11, // 10: diskcast.plugin.v1.Transport.Fetch:input_type -> diskcast.plugin.v1.FetchRequest
+	14, // 11: diskcast.plugin.v1.ChunkSource.Image:input_type -> diskcast.plugin.v1.Empty
+	8,  // 12: diskcast.plugin.v1.ChunkSource.ReadChunk:input_type -> diskcast.plugin.v1.ChunkRef
+	2,  // 13: diskcast.plugin.v1.ChunkSource.Progress:input_type -> diskcast.plugin.v1.TransportStats
+	9,  // 14: diskcast.plugin.v1.ChunkSink.Meta:input_type -> diskcast.plugin.v1.MetaBlob
+	6,  // 15: diskcast.plugin.v1.ChunkSink.Write:input_type -> diskcast.plugin.v1.Chunk
+	8,  // 16: diskcast.plugin.v1.ChunkSink.Repair:input_type -> diskcast.plugin.v1.ChunkRef
+	2,  // 17: diskcast.plugin.v1.ChunkSink.Progress:input_type -> diskcast.plugin.v1.TransportStats
+	0,  // 18: diskcast.plugin.v1.Transport.Capabilities:output_type -> diskcast.plugin.v1.TransportCapabilities
+	2,  // 19: diskcast.plugin.v1.Transport.Send:output_type -> diskcast.plugin.v1.TransportStats
+	2,  // 20: diskcast.plugin.v1.Transport.Receive:output_type -> diskcast.plugin.v1.TransportStats
+	6,  // 21: diskcast.plugin.v1.Transport.Fetch:output_type -> diskcast.plugin.v1.Chunk
+	4,  // 22: diskcast.plugin.v1.ChunkSource.Image:output_type -> diskcast.plugin.v1.SourceImage
+	6,  // 23: diskcast.plugin.v1.ChunkSource.ReadChunk:output_type -> diskcast.plugin.v1.Chunk
+	14, // 24: diskcast.plugin.v1.ChunkSource.Progress:output_type -> diskcast.plugin.v1.Empty
+	10, // 25: diskcast.plugin.v1.ChunkSink.Meta:output_type -> diskcast.plugin.v1.MetaReply
+	14, // 26: diskcast.plugin.v1.ChunkSink.Write:output_type -> diskcast.plugin.v1.Empty
+	6,  // 27: diskcast.plugin.v1.ChunkSink.Repair:output_type -> diskcast.plugin.v1.Chunk
+	14, // 28: diskcast.plugin.v1.ChunkSink.Progress:output_type -> diskcast.plugin.v1.Empty
+	18, // [18:29] is the sub-list for method output_type
+	7,  // [7:18] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_transport_proto_init() }

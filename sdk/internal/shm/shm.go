@@ -1,11 +1,11 @@
-// Package shm moves chunk payloads from a plugin to the core through
+// Package shm moves chunk payloads between a plugin and the core through
 // shared memory instead of through the gRPC stream. A chunk sent inline is
 // copied five times on its way (marshal, socket write and read, gather,
 // unmarshal) and its buffers churn the allocator; on a receiver that cost
-// as much CPU as verifying the chunk. Here the plugin copies the payload
-// into a memfd region it owns and sends only a Ref; the core maps the
-// region through /proc/PID/fd (it is the plugin's parent, so the kernel
-// lets it) and reads the payload in place.
+// as much CPU as verifying the chunk. Here the plugin owns a memfd region,
+// copies a payload into it (or has the core fill it) and sends only a
+// Ref; the core maps the region through /proc/PID/fd (it is the plugin's
+// parent, so the kernel lets it) and uses the payload in place.
 //
 // Where that is impossible (no /proc, another OS, a refusing kernel) the
 // core answers that shared memory is unavailable and the plugin goes back

@@ -67,6 +67,10 @@ func (r *Region) Ref(n int) Ref {
 // grows (the larger one is mapped beside it): a payload handed out by
 // Bytes is never unmapped under its reader.
 type Maps struct {
+	// Writable maps regions for writing too: the core fills them with
+	// the chunks a sending plugin reads.
+	Writable bool
+
 	use    sync.RWMutex // held for reading while a payload is in use
 	mu     sync.Mutex   // guards the fields below
 	byID   map[uint64][]byte
@@ -103,7 +107,7 @@ func (m *Maps) lookup(ref Ref) ([]byte, error) {
 	if m.mapped+ref.Size > maxMapped {
 		return nil, fmt.Errorf("shm: region %x: over the %d bytes mapped for one plugin", ref.ID, maxMapped)
 	}
-	mem, err := mapRef(ref)
+	mem, err := mapRef(ref, m.Writable)
 	if err != nil {
 		return nil, err
 	}
@@ -133,13 +137,17 @@ func (m *Maps) Close() {
 	m.byID, m.old, m.closed = nil, nil, true
 }
 
-// mapRef maps a region of a child process (or of this one), read only.
-func mapRef(ref Ref) ([]byte, error) {
+// mapRef maps a region of a child process (or of this one).
+func mapRef(ref Ref, writable bool) ([]byte, error) {
 	if ref.PID != os.Getpid() && parentOf(ref.PID) != os.Getpid() {
 		return nil, fmt.Errorf("%w: process %d is not a plugin of this one", ErrUnavailable, ref.PID)
 	}
 	path := fmt.Sprintf("/proc/%d/fd/%d", ref.PID, ref.FD)
-	f, err := os.Open(path)
+	flag, prot := os.O_RDONLY, unix.PROT_READ
+	if writable {
+		flag, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -148,7 +156,7 @@ func mapRef(ref Ref) ([]byte, error) {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < ref.Size {
 		return nil, fmt.Errorf("%w: %s is not a region of %d bytes", ErrUnavailable, path, ref.Size)
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(ref.Size), unix.PROT_READ, unix.MAP_SHARED)
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(ref.Size), prot, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("%w: map %s: %v", ErrUnavailable, path, err)
 	}

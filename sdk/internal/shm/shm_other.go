@@ -18,7 +18,7 @@ func (r *Region) close()         {}
 func (r *Region) Ref(n int) Ref { return Ref{} }
 
 // Maps is the core's side of shared regions; only Linux has them.
-type Maps struct{}
+type Maps struct{ Writable bool }
 
 // Bytes always fails here.
 func (m *Maps) Bytes(Ref) ([]byte, func(), error) {
