@@ -52,7 +52,7 @@ diskcast, to receivers in network namespaces on an isolated bridge.
   --receivers N    receivers of the comparison rows (default 3)
   --loss PCT       loss on receiver 1 in the loss rows (default 1; 0: no rows)
   --scale N        receivers of diskcast's scaling row (default 8; 0: none)
-  --scale-rate R   rate cap of the scaling rows (default 100m: 8 receivers on 2 cores stay well below their CPU limit)
+  --scale-rate R   rate cap of the scaling rows (default 100m, below the CPU limit of 8 on 2 cores)
   --tools LIST     comma-separated: udpcast,uftp,diskcast (default all)
   --timeout SEC    give up on a run after SEC (default from size and rate)
   --targets DIR    where restore targets go (default /dev/shm when they fit
