@@ -38,6 +38,26 @@ var (
 	ErrBadVolume = errors.New("filesystem: bad volume")
 )
 
+// Errors names a plugin's own sentinels for the contract's kinds of
+// failure; a nil field matches nothing.
+type Errors struct{ Corrupt, Truncated, Unsupported error }
+
+// Mark marks err, if it wraps one of e's sentinels, with the contract's
+// (ErrCorrupt, ErrTruncated, base.ErrUnsupported), keeping its message.
+func (e Errors) Mark(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case e.Corrupt != nil && errors.Is(err, e.Corrupt):
+		return base.Mark(err, ErrCorrupt)
+	case e.Truncated != nil && errors.Is(err, e.Truncated):
+		return base.Mark(err, ErrTruncated)
+	case e.Unsupported != nil && errors.Is(err, e.Unsupported):
+		return base.Mark(err, base.ErrUnsupported)
+	}
+	return err
+}
+
 // Filesystem is what a filesystem plugin implements.
 type Filesystem interface {
 	base.Plugin

@@ -287,3 +287,29 @@ func TestFixUp(t *testing.T) {
 		})
 	}
 }
+
+func TestErrorsMark(t *testing.T) {
+	errBad := errors.New("myfs: bad superblock")
+	errShort := errors.New("myfs: short volume")
+	e := Errors{Corrupt: errBad, Truncated: errShort}
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{fmt.Errorf("group 3: %w", errBad), ErrCorrupt},
+		{fmt.Errorf("block 9: %w", errShort), ErrTruncated},
+		{fmt.Errorf("feature x: %w", base.ErrUnsupported), base.ErrUnsupported},
+	} {
+		got := e.Mark(tc.err)
+		if !errors.Is(got, tc.want) || got.Error() != tc.err.Error() {
+			t.Errorf("Mark(%v) = %v, want it marked %v with the same message", tc.err, got, tc.want)
+		}
+	}
+	other := errors.New("io failure")
+	if got := e.Mark(other); got != other {
+		t.Errorf("Mark of an unrelated error changed it: %v", got)
+	}
+	if e.Mark(nil) != nil {
+		t.Error("Mark(nil) is not nil")
+	}
+}

@@ -97,12 +97,4 @@ func (*Plugin) UsedExtents(ctx context.Context, r io.ReaderAt, size int64, emit 
 }
 
 // classify marks the package's errors with the contract's sentinels.
-func classify(err error) error {
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return base.Mark(err, filesystem.ErrCorrupt)
-	case errors.Is(err, ErrTruncated):
-		return base.Mark(err, filesystem.ErrTruncated)
-	}
-	return err
-}
+var classify = filesystem.Errors{Corrupt: ErrCorrupt, Truncated: ErrTruncated}.Mark

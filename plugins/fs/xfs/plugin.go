@@ -59,14 +59,4 @@ func (*Plugin) UsedExtents(ctx context.Context, r io.ReaderAt, size int64, emit 
 }
 
 // classify marks the package's errors with the contract's sentinels.
-func classify(err error) error {
-	switch {
-	case errors.Is(err, ErrCorrupt):
-		return base.Mark(err, sdkfs.ErrCorrupt)
-	case errors.Is(err, ErrTruncated):
-		return base.Mark(err, sdkfs.ErrTruncated)
-	case errors.Is(err, ErrUnsupported):
-		return base.Mark(err, base.ErrUnsupported)
-	}
-	return err
-}
+var classify = sdkfs.Errors{Corrupt: ErrCorrupt, Truncated: ErrTruncated, Unsupported: ErrUnsupported}.Mark
