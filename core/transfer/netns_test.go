@@ -200,8 +200,16 @@ func TestSendReceive(t *testing.T) {
 	t.Run("three receivers", func(t *testing.T) {
 		rs := run(t, nil, nil)
 		for _, r := range rs {
-			if s := r.summary(t); s["chunks"].(float64) == 0 {
+			s := r.summary(t)
+			if s["chunks"].(float64) == 0 {
 				t.Errorf("receiver wrote no chunks: %v", s)
+			}
+			// The transport plugin, a child of diskcast, hands every
+			// chunk over in shared memory, none in gRPC messages.
+			c, _ := s["counters"].(map[string]any)
+			shared, _ := c["chunks_shared_memory"].(float64)
+			if shared < s["chunks"].(float64) || c["chunks_inline"] != 0.0 {
+				t.Errorf("chunks in shared memory / inline: %v / %v, want %v / 0", c["chunks_shared_memory"], c["chunks_inline"], s["chunks"])
 			}
 		}
 	})

@@ -134,6 +134,7 @@ func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.Trans
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
+	countPaths(&st, &src.paths)
 	return statsProto(st), nil
 }
 
@@ -149,6 +150,7 @@ func (s *server) Receive(ctx context.Context, req *proto.ReceiveRequest) (*proto
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
+	countPaths(&st, &sink.paths)
 	return statsProto(st), nil
 }
 
@@ -167,6 +169,7 @@ type sourceClient struct {
 	sizes  []int64
 	shared *shm.Pool
 	inline atomic.Bool // shared memory turned out unavailable
+	paths  paths
 }
 
 func (s *sourceClient) Meta() []byte        { return s.meta }
@@ -193,6 +196,7 @@ func (s *sourceClient) ReadChunkInto(ctx context.Context, index int64, p []byte)
 	if err != nil {
 		return err
 	}
+	s.paths.inline.Add(1)
 	if len(data) != len(p) {
 		return fmt.Errorf("transport: chunk %d: the core gave %d bytes for a buffer of %d", index, len(data), len(p))
 	}
@@ -215,6 +219,7 @@ func (s *sourceClient) readShared(ctx context.Context, index int64, p []byte) (r
 	}
 	if err == nil {
 		copy(p, r.Mem)
+		s.paths.shared.Add(1)
 	}
 	return true, err
 }
@@ -282,6 +287,20 @@ type sinkClient struct {
 	c      proto.ChunkSinkClient
 	shared *shm.Pool
 	inline atomic.Bool // shared memory turned out unavailable
+	paths  paths
+}
+
+// paths counts the chunks that crossed in shared memory and inline.
+type paths struct{ shared, inline atomic.Int64 }
+
+// countPaths adds the counts to a plugin's stats, so an operator (and a
+// test) can see whether chunks took the fast path.
+func countPaths(st *Stats, p *paths) {
+	if st.Counters == nil {
+		st.Counters = map[string]int64{}
+	}
+	st.Counters["chunks_shared_memory"] = p.shared.Load()
+	st.Counters["chunks_inline"] = p.inline.Load()
 }
 
 func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
@@ -299,6 +318,7 @@ func (s *sinkClient) Write(ctx context.Context, index int64, data []byte) error 
 		}
 		s.inline.Store(true)
 	}
+	s.paths.inline.Add(1)
 	_, err := s.c.Write(ctx, &proto.Chunk{Index: index, Data: data})
 	return rpc.FromStatus(err, nil, codeMap)
 }
@@ -317,6 +337,7 @@ func (s *sinkClient) writeShared(ctx context.Context, index int64, data []byte) 
 	if errors.Is(err, errNoShared) {
 		return false, nil
 	}
+	s.paths.shared.Add(1)
 	return true, err
 }
 
