@@ -63,9 +63,9 @@ func (r *Region) Ref(n int) Ref {
 }
 
 // Maps is the core's side: the regions of one plugin connection it has
-// mapped, read only. A mapping stays until Close, even when the region
-// grows (the larger one is mapped beside it): a payload handed out by
-// Bytes is never unmapped under its reader.
+// mapped. A mapping stays until Close, even when the region grows (the
+// larger one is mapped beside it): a payload handed out by Bytes is never
+// unmapped under its reader.
 type Maps struct {
 	// Writable maps regions for writing too: the core fills them with
 	// the chunks a sending plugin reads.
