@@ -2,9 +2,7 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
@@ -23,10 +21,6 @@ var codeMap = []rpc.Code{
 	{Err: ErrNoRepair, Code: codes.Unavailable},
 	{Err: errNoShared, Code: codes.Aborted},
 }
-
-// errNoShared is the core's answer to a chunk in shared memory it cannot
-// map; the plugin then sends chunks inline.
-var errNoShared = errors.New("transport: shared memory unavailable")
 
 // MaxMessage bounds one gRPC message between the core and a transport
 // plugin: a chunk (at most 64 MiB stored) or the metadata of a large
@@ -128,13 +122,13 @@ func (s *server) Send(ctx context.Context, req *proto.SendRequest) (*proto.Trans
 	if err != nil {
 		return nil, rpc.ToStatus(fmt.Errorf("transport: get the image from the core: %w", rpc.FromStatus(err, nil, codeMap)), codeMap)
 	}
-	src := &sourceClient{c: sc, meta: img.Meta, sizes: img.ChunkSizes, shared: &shm.Pool{}}
-	defer src.shared.Close()
+	src := &sourceClient{c: sc, meta: img.Meta, sizes: img.ChunkSizes}
+	defer src.mem.close()
 	st, err := s.impl.Send(ctx, sessionOf(req.Session), src)
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
-	countPaths(&st, &src.paths)
+	src.mem.count(&st)
 	return statsProto(st), nil
 }
 
@@ -144,13 +138,13 @@ func (s *server) Receive(ctx context.Context, req *proto.ReceiveRequest) (*proto
 		return nil, rpc.ToStatus(fmt.Errorf("transport: connect to the core's chunk sink: %w", err), codeMap)
 	}
 	defer conn.Close()
-	sink := &sinkClient{c: proto.NewChunkSinkClient(conn), shared: &shm.Pool{}}
-	defer sink.shared.Close()
+	sink := &sinkClient{c: proto.NewChunkSinkClient(conn)}
+	defer sink.mem.close()
 	st, err := s.impl.Receive(ctx, sessionOf(req.Session), sink)
 	if err != nil {
 		return nil, rpc.ToStatus(err, codeMap)
 	}
-	countPaths(&st, &sink.paths)
+	sink.mem.count(&st)
 	return statsProto(st), nil
 }
 
@@ -164,12 +158,10 @@ func (s *server) Fetch(ctx context.Context, req *proto.FetchRequest) (*proto.Chu
 
 // sourceClient is the plugin's view of the core's Source.
 type sourceClient struct {
-	c      proto.ChunkSourceClient
-	meta   []byte
-	sizes  []int64
-	shared *shm.Pool
-	inline atomic.Bool // shared memory turned out unavailable
-	paths  paths
+	c     proto.ChunkSourceClient
+	meta  []byte
+	sizes []int64
+	mem   sharedMem
 }
 
 func (s *sourceClient) Meta() []byte        { return s.meta }
@@ -186,42 +178,22 @@ func (s *sourceClient) ReadChunk(ctx context.Context, index int64) ([]byte, erro
 // ReadChunkInto has the core read the chunk into a shared region, then
 // copies it into p; without shared memory it reads the chunk inline.
 func (s *sourceClient) ReadChunkInto(ctx context.Context, index int64, p []byte) error {
-	if !s.inline.Load() {
-		if read, err := s.readShared(ctx, index, p); read {
-			return err
+	ok, err := s.mem.pass(len(p), func(r *shm.Region) error {
+		_, err := s.c.ReadChunk(ctx, &proto.ChunkRef{Index: index, Shared: sharedProto(r.Ref(len(p)))})
+		if err == nil {
+			copy(p, r.Mem)
 		}
-		s.inline.Store(true)
+		return rpc.FromStatus(err, nil, codeMap)
+	})
+	if ok {
+		return err
 	}
+	s.mem.inline.Add(1)
 	data, err := s.ReadChunk(ctx, index)
 	if err != nil {
 		return err
 	}
-	s.paths.inline.Add(1)
-	if len(data) != len(p) {
-		return fmt.Errorf("transport: chunk %d: the core gave %d bytes for a buffer of %d", index, len(data), len(p))
-	}
-	copy(p, data)
-	return nil
-}
-
-// readShared reads a chunk through a shared region; read is false when
-// shared memory is unavailable and the chunk must come inline.
-func (s *sourceClient) readShared(ctx context.Context, index int64, p []byte) (read bool, err error) {
-	r, err := s.shared.Get(len(p))
-	if err != nil {
-		return false, nil
-	}
-	defer s.shared.Put(r)
-	_, err = s.c.ReadChunk(ctx, &proto.ChunkRef{Index: index, Shared: sharedProto(r.Ref(len(p)))})
-	err = rpc.FromStatus(err, nil, codeMap)
-	if errors.Is(err, errNoShared) {
-		return false, nil
-	}
-	if err == nil {
-		copy(p, r.Mem)
-		s.paths.shared.Add(1)
-	}
-	return true, err
+	return fill(p, data, index)
 }
 
 func (s *sourceClient) Progress(ctx context.Context, st Stats) {
@@ -252,23 +224,17 @@ func (s *sourceServer) ReadChunk(ctx context.Context, ref *proto.ChunkRef) (*pro
 
 // readShared puts the chunk into the plugin's region.
 func (s *sourceServer) readShared(ctx context.Context, ref *proto.ChunkRef) (*proto.Chunk, error) {
-	p, release, err := s.shared.Bytes(refOf(ref.Shared))
-	if errors.Is(err, shm.ErrUnavailable) {
-		return nil, rpc.ToStatus(fmt.Errorf("%w: %v", errNoShared, err), codeMap)
-	}
+	p, release, err := region(s.shared, ref.Shared, ref.Index)
 	if err != nil {
-		return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d: %w", ref.Index, err), codeMap)
+		return nil, err
 	}
 	defer release()
-	if sizes := s.src.ChunkSizes(); ref.Index >= 0 && ref.Index < int64(len(sizes)) && sizes[ref.Index] != int64(len(p)) {
-		return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d has %d bytes, the plugin's region %d", ref.Index, sizes[ref.Index], len(p)), codeMap)
-	}
 	if rd, ok := s.src.(ChunkReaderInto); ok {
 		err = rd.ReadChunkInto(ctx, ref.Index, p)
 	} else {
 		var data []byte
 		if data, err = s.src.ReadChunk(ctx, ref.Index); err == nil {
-			copy(p, data)
+			err = fill(p, data, ref.Index)
 		}
 	}
 	if err != nil {
@@ -284,23 +250,8 @@ func (s *sourceServer) Progress(ctx context.Context, st *proto.TransportStats) (
 
 // sinkClient is the plugin's view of the core's Sink.
 type sinkClient struct {
-	c      proto.ChunkSinkClient
-	shared *shm.Pool
-	inline atomic.Bool // shared memory turned out unavailable
-	paths  paths
-}
-
-// paths counts the chunks that crossed in shared memory and inline.
-type paths struct{ shared, inline atomic.Int64 }
-
-// countPaths adds the counts to a plugin's stats, so an operator (and a
-// test) can see whether chunks took the fast path.
-func countPaths(st *Stats, p *paths) {
-	if st.Counters == nil {
-		st.Counters = map[string]int64{}
-	}
-	st.Counters["chunks_shared_memory"] = p.shared.Load()
-	st.Counters["chunks_inline"] = p.inline.Load()
+	c   proto.ChunkSinkClient
+	mem sharedMem
 }
 
 func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
@@ -312,41 +263,17 @@ func (s *sinkClient) Meta(ctx context.Context, meta []byte) (*Held, error) {
 }
 
 func (s *sinkClient) Write(ctx context.Context, index int64, data []byte) error {
-	if !s.inline.Load() {
-		if sent, err := s.writeShared(ctx, index, data); sent {
-			return err
-		}
-		s.inline.Store(true)
+	ok, err := s.mem.pass(len(data), func(r *shm.Region) error {
+		copy(r.Mem, data)
+		_, err := s.c.Write(ctx, &proto.Chunk{Index: index, Shared: sharedProto(r.Ref(len(data)))})
+		return rpc.FromStatus(err, nil, codeMap)
+	})
+	if ok {
+		return err
 	}
-	s.paths.inline.Add(1)
-	_, err := s.c.Write(ctx, &proto.Chunk{Index: index, Data: data})
+	s.mem.inline.Add(1)
+	_, err = s.c.Write(ctx, &proto.Chunk{Index: index, Data: data})
 	return rpc.FromStatus(err, nil, codeMap)
-}
-
-// writeShared passes data to the core in a shared memory region; sent is
-// false when shared memory is unavailable and the chunk must go inline.
-func (s *sinkClient) writeShared(ctx context.Context, index int64, data []byte) (sent bool, err error) {
-	r, err := s.shared.Get(len(data))
-	if err != nil {
-		return false, nil
-	}
-	defer s.shared.Put(r)
-	copy(r.Mem, data)
-	_, err = s.c.Write(ctx, &proto.Chunk{Index: index, Shared: sharedProto(r.Ref(len(data)))})
-	err = rpc.FromStatus(err, nil, codeMap)
-	if errors.Is(err, errNoShared) {
-		return false, nil
-	}
-	s.paths.shared.Add(1)
-	return true, err
-}
-
-func sharedProto(r shm.Ref) *proto.Shared {
-	return &proto.Shared{Id: r.ID, Pid: int32(r.PID), Fd: int32(r.FD), Size: r.Size, Length: r.Length}
-}
-
-func refOf(p *proto.Shared) shm.Ref {
-	return shm.Ref{ID: p.Id, PID: int(p.Pid), FD: int(p.Fd), Size: p.Size, Length: p.Length}
 }
 
 func (s *sinkClient) Repair(ctx context.Context, index int64) ([]byte, error) {
@@ -381,12 +308,9 @@ func (s *sinkServer) Write(ctx context.Context, c *proto.Chunk) (*proto.Empty, e
 	if c.Shared != nil {
 		// The sink verifies the payload where it lies: the region is the
 		// SDK's own, left untouched by the plugin until this call returns.
-		b, release, err := s.shared.Bytes(refOf(c.Shared))
-		if errors.Is(err, shm.ErrUnavailable) {
-			return nil, rpc.ToStatus(fmt.Errorf("%w: %v", errNoShared, err), codeMap)
-		}
+		b, release, err := region(s.shared, c.Shared, c.Index)
 		if err != nil {
-			return nil, rpc.ToStatus(fmt.Errorf("transport: chunk %d: %w", c.Index, err), codeMap)
+			return nil, err
 		}
 		defer release()
 		data = b

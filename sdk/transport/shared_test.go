@@ -45,8 +45,8 @@ func TestSharedWrite(t *testing.T) {
 	maps := &shm.Maps{}
 	defer maps.Close()
 	l := &loopSink{srv: &sinkServer{sink: k, shared: maps}}
-	c := &sinkClient{c: l, shared: &shm.Pool{}}
-	defer c.shared.Close()
+	c := &sinkClient{c: l}
+	defer c.mem.close()
 
 	data := make([]byte, 3<<20+17)
 	for i := range data {
@@ -131,8 +131,8 @@ func TestSharedRead(t *testing.T) {
 	maps := &shm.Maps{Writable: true}
 	defer maps.Close()
 	l := &loopSource{srv: &sourceServer{src: big, shared: maps}}
-	c := &sourceClient{c: l, sizes: big.ChunkSizes(), shared: &shm.Pool{}}
-	defer c.shared.Close()
+	c := &sourceClient{c: l, sizes: big.ChunkSizes()}
+	defer c.mem.close()
 
 	p := make([]byte, len(big.data))
 	if err := c.ReadChunkInto(ctx, 0, p); err != nil {
