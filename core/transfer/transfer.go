@@ -47,25 +47,26 @@ func (s *Source) ChunkSizes() []int64 { return s.sizes }
 // ReadChunk reads a chunk's stored payload and checks it against the
 // index, so a damaged image file is never sent.
 func (s *Source) ReadChunk(_ context.Context, index int64) ([]byte, error) {
-	if index < 0 || index >= int64(len(s.sizes)) {
-		return nil, fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
-	}
-	s.lastRead.Store(time.Now().UnixNano())
-	return s.img.ReadPayload(int(index), nil)
+	return s.read(index, nil)
 }
 
 // ReadChunkInto reads a chunk's stored payload into p (its stored size)
 // and checks it, as ReadChunk does: a sending plugin's shared memory.
 func (s *Source) ReadChunkInto(_ context.Context, index int64, p []byte) error {
-	if index < 0 || index >= int64(len(s.sizes)) {
-		return fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
-	}
-	if int64(len(p)) != s.sizes[index] {
+	if index >= 0 && index < int64(len(s.sizes)) && int64(len(p)) != s.sizes[index] {
 		return fmt.Errorf("chunk %d has %d bytes, not %d", index, s.sizes[index], len(p))
 	}
-	s.lastRead.Store(time.Now().UnixNano())
-	_, err := s.img.ReadPayload(int(index), p)
+	_, err := s.read(index, p)
 	return err
+}
+
+// read reads chunk index into buf if it is large enough.
+func (s *Source) read(index int64, buf []byte) ([]byte, error) {
+	if index < 0 || index >= int64(len(s.sizes)) {
+		return nil, fmt.Errorf("%w: chunk %d of %d", transport.ErrNoChunk, index, len(s.sizes))
+	}
+	s.lastRead.Store(time.Now().UnixNano())
+	return s.img.ReadPayload(int(index), buf)
 }
 
 // IdleFor is how long no chunk has been read.
