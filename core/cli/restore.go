@@ -153,12 +153,7 @@ func (f *fixUpFlags) fixUp(e *env, m *plugin.Manager, h *image.Header) restore.F
 // needsFixUp reports whether a filesystem plugin captured any partition
 // of the image, so that a restore may have fix-ups to run.
 func needsFixUp(h *image.Header) bool {
-	for _, p := range h.Source.Partitions {
-		if p.Handler != "" && p.Handler != "raw" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(h.Source.Partitions, image.Partition.ByPlugin)
 }
 
 // fixUpper runs the post-restore fix-up of the plugin that captured each

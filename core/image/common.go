@@ -126,6 +126,10 @@ type Partition struct {
 	UsedBytes  int64  // bytes stored or recorded as zero for this partition
 }
 
+// ByPlugin reports whether a filesystem plugin captured the partition
+// (rather than nothing, or raw capture): its plugin may have a fix-up.
+func (p Partition) ByPlugin() bool { return p.Handler != "" && p.Handler != "raw" }
+
 // Run is a stretch of the source device: Length bytes at device Offset.
 type Run struct {
 	Offset int64

@@ -252,7 +252,7 @@ type Volume struct {
 }
 
 // FixUps calls fn for every partition of the image that a filesystem
-// plugin captured (Handler neither "" nor "raw"), in partition order,
+// plugin captured (Partition.ByPlugin), in partition order,
 // then syncs the target again. It stops at the first error, which names
 // the partition.
 func (t *Target) FixUps(ctx context.Context, fn FixUpFunc) error {
@@ -262,7 +262,7 @@ func (t *Target) FixUps(ctx context.Context, fn FixUpFunc) error {
 	src := t.Meta.Header.Source
 	ran := false
 	for _, p := range src.Partitions {
-		if p.Handler == "" || p.Handler == "raw" {
+		if !p.ByPlugin() {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
