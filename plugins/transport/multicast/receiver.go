@@ -114,7 +114,6 @@ const (
 	doneTries     = 20
 	maxWait       = 50 * time.Millisecond
 	recvBatch     = 64
-	coalesceNap   = time.Millisecond
 	heardQueue    = 1024
 	maxRepairFail = 3
 	askIdle       = time.Second
@@ -472,12 +471,6 @@ func (r *receiver) run() (ReceiverStats, error) {
 		}
 		r.drain(now)
 		r.timers(now)
-		if n > 0 && n < recvBatch/4 {
-			// At low rates every datagram would wake the loop on its own,
-			// and the wake-ups, more than the data, would cost the CPU. A
-			// short nap lets the socket buffer gather the next ones.
-			time.Sleep(coalesceNap)
-		}
 	}
 }
 
