@@ -1,6 +1,7 @@
 package base
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,5 +74,33 @@ func TestMark(t *testing.T) {
 	}
 	if Mark(nil, ErrUnsupported) != nil {
 		t.Error("Mark(nil) not nil")
+	}
+}
+
+func TestSettings(t *testing.T) {
+	var s Settings[cfg]
+	schema, err := s.ConfigSchema(context.Background())
+	if err != nil || len(schema.Attributes) != 5 || schema.Attributes[0].Name != "skip_pagefile" {
+		t.Fatalf("schema %+v, %v", schema, err)
+	}
+	if err := s.Configure(context.Background(), Config{"name": "a", "level": 6.0}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get(); got.Name != "a" || got.Level != 6 {
+		t.Errorf("after Configure: %+v", got)
+	}
+	// A rejected configuration keeps the settings; a new one replaces
+	// them whole, so what it leaves out is back to its zero value.
+	if err := s.Configure(context.Background(), Config{"name": "b", "nosuch": true}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("unknown setting: %v", err)
+	}
+	if got := s.Get(); got.Name != "a" {
+		t.Errorf("a rejected configuration changed the settings: %+v", got)
+	}
+	if err := s.Configure(context.Background(), Config{"name": "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get(); got.Name != "c" || got.Level != 0 {
+		t.Errorf("after a second Configure: %+v", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Config holds a plugin's settings as JSON values: string, bool, float64
@@ -123,6 +124,40 @@ func (NoConfig) ConfigSchema(context.Context) (*Schema, error) { return &Schema{
 // Configure rejects every setting.
 func (NoConfig) Configure(_ context.Context, cfg Config) error {
 	return cfg.Decode(&struct{}{})
+}
+
+// Settings keeps a plugin's settings of type T, a struct whose hcl and
+// help tags are the single source of its config schema: embed it for
+// ConfigSchema and Configure, and read the settings with Get. Configure
+// replaces them; settings left out take T's zero values.
+type Settings[T any] struct {
+	mu  sync.Mutex
+	cur T
+}
+
+// ConfigSchema is derived from T.
+func (*Settings[T]) ConfigSchema(context.Context) (*Schema, error) {
+	var zero T
+	return SchemaOf(zero)
+}
+
+// Configure replaces the settings.
+func (s *Settings[T]) Configure(_ context.Context, cfg Config) error {
+	var c T
+	if err := cfg.Decode(&c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cur = c
+	s.mu.Unlock()
+	return nil
+}
+
+// Get returns the settings; safe from any goroutine.
+func (s *Settings[T]) Get() T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
 }
 
 type field struct {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/filesystem"
@@ -17,31 +16,13 @@ import (
 // PluginConfig; its fix-up gives a restored volume a new serial number
 // when NewSerial is set, and leaves it untouched otherwise.
 type Plugin struct {
-	mu  sync.Mutex
-	cfg PluginConfig
+	base.Settings[PluginConfig]
 }
 
 // PluginConfig is the plugin's settings; it is the single source of its
 // config schema.
 type PluginConfig struct {
 	NewSerial bool `hcl:"new_serial,optional" help:"after a restore, give the volume a new random serial number (volume ID; FAT32's backup boot sector and exFAT's boot checksum updated), so clones differ (an fstab entry naming it by UUID= no longer matches); without it the restore stays byte-exact"`
-}
-
-// ConfigSchema is derived from PluginConfig.
-func (*Plugin) ConfigSchema(context.Context) (*base.Schema, error) {
-	return base.SchemaOf(PluginConfig{})
-}
-
-// Configure replaces the settings; missing ones take their defaults.
-func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
-	var c PluginConfig
-	if err := cfg.Decode(&c); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.cfg = c
-	p.mu.Unlock()
-	return nil
 }
 
 // NewPlugin returns the plugin.
@@ -62,9 +43,7 @@ func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
 // FixUp writes a new random serial number when NewSerial is set; with the
 // default settings it writes nothing.
 func (p *Plugin) FixUp(ctx context.Context, rw filesystem.ReadWriterAt, size int64) error {
-	p.mu.Lock()
-	c := p.cfg
-	p.mu.Unlock()
+	c := p.Get()
 	if !c.NewSerial {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 
 	"github.com/diskcast/diskcast/sdk/base"
 	"github.com/diskcast/diskcast/sdk/filesystem"
@@ -17,8 +16,7 @@ import (
 // are PluginConfig; its fix-up gives a restored volume a new serial
 // number when NewSerial is set, and leaves it untouched otherwise.
 type Plugin struct {
-	mu  sync.Mutex
-	cfg PluginConfig
+	base.Settings[PluginConfig]
 }
 
 // PluginConfig is the plugin's settings; it is the single source of its
@@ -39,23 +37,6 @@ func (*Plugin) Info(context.Context) (*base.Info, error) {
 	return &base.Info{Description: "NTFS: used clusters from $Bitmap, the backup boot sector included; optionally without the contents of pagefile.sys and hiberfil.sys"}, nil
 }
 
-// ConfigSchema is derived from PluginConfig.
-func (*Plugin) ConfigSchema(context.Context) (*base.Schema, error) {
-	return base.SchemaOf(PluginConfig{})
-}
-
-// Configure replaces the settings; missing ones take their defaults.
-func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
-	var c PluginConfig
-	if err := cfg.Decode(&c); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.cfg = c
-	p.mu.Unlock()
-	return nil
-}
-
 // Capabilities says the plugin has a fix-up.
 func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
 	return &filesystem.Capabilities{FixUp: true}, nil
@@ -64,9 +45,7 @@ func (*Plugin) Capabilities(context.Context) (*filesystem.Capabilities, error) {
 // FixUp writes a new random serial number when NewSerial is set; with the
 // default settings it writes nothing.
 func (p *Plugin) FixUp(ctx context.Context, rw filesystem.ReadWriterAt, size int64) error {
-	p.mu.Lock()
-	c := p.cfg
-	p.mu.Unlock()
+	c := p.Get()
 	if !c.NewSerial {
 		return nil
 	}
@@ -101,9 +80,7 @@ func (*Plugin) Probe(_ context.Context, r io.ReaderAt, size int64) (*filesystem.
 
 // UsedExtents streams the used byte ranges, honouring the settings.
 func (p *Plugin) UsedExtents(ctx context.Context, r io.ReaderAt, size int64, emit func(off, length int64) error) error {
-	p.mu.Lock()
-	c := p.cfg
-	p.mu.Unlock()
+	c := p.Get()
 	opts := Options{SkipPagefile: c.SkipPagefile, SkipHiberfil: c.SkipHiberfil}
 	return classify(UsedExtentsWithOptions(ctx, r, size, opts, emit))
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/diskcast/diskcast/sdk/base"
@@ -36,8 +35,7 @@ import (
 //	repair=true       a cut-off receiver fetches what it misses through the
 //	                  core's Sink.Repair (the unicast transport)
 type Plugin struct {
-	mu  sync.Mutex
-	cfg PluginConfig
+	base.Settings[PluginConfig]
 }
 
 // PluginConfig is the plugin's settings; it is the single source of its
@@ -58,23 +56,6 @@ var _ transport.Transport = (*Plugin)(nil)
 // Info describes the plugin.
 func (*Plugin) Info(context.Context) (*base.Info, error) {
 	return &base.Info{Description: "reliable receiver-driven IP multicast (docs/PROTOCOL.md): one send reaches every receiver; stragglers repair through the unicast transport"}, nil
-}
-
-// ConfigSchema is derived from PluginConfig.
-func (*Plugin) ConfigSchema(context.Context) (*base.Schema, error) {
-	return base.SchemaOf(PluginConfig{})
-}
-
-// Configure replaces the settings; missing ones take their defaults.
-func (p *Plugin) Configure(_ context.Context, cfg base.Config) error {
-	var c PluginConfig
-	if err := cfg.Decode(&c); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.cfg = c
-	p.mu.Unlock()
-	return nil
 }
 
 // Capabilities: multicast, and no single-chunk fetch.
@@ -167,9 +148,7 @@ func (p *params) duration(key string) time.Duration {
 }
 
 func (p *Plugin) common(s transport.Session) (*params, common) {
-	p.mu.Lock()
-	cfg := p.cfg
-	p.mu.Unlock()
+	cfg := p.Get()
 	ps := &params{m: s.Params}
 	var c common
 	g := ps.str("group", "")
@@ -201,9 +180,7 @@ func (p *Plugin) common(s transport.Session) (*params, common) {
 // start policy or idle timeout ends the session, or ctx ends.
 func (p *Plugin) Send(ctx context.Context, s transport.Session, src transport.Source) (transport.Stats, error) {
 	ps, c := p.common(s)
-	p.mu.Lock()
-	cfg := p.cfg
-	p.mu.Unlock()
+	cfg := p.Get()
 	sc := SenderConfig{
 		Group: c.group, Interface: c.iface, LocalAddr: c.localAddr, TTL: c.ttl, HostOnly: c.hostOnly,
 		SessionID: c.sessionID, Key: c.key,
@@ -231,9 +208,7 @@ func (p *Plugin) Send(ctx context.Context, s transport.Session, src transport.So
 // Receive joins the group and delivers the image to sink.
 func (p *Plugin) Receive(ctx context.Context, s transport.Session, sink transport.Sink) (transport.Stats, error) {
 	ps, c := p.common(s)
-	p.mu.Lock()
-	cfg := p.cfg
-	p.mu.Unlock()
+	cfg := p.Get()
 	rc := ReceiverConfig{
 		Group: c.group, Interface: c.iface, LocalAddr: c.localAddr, TTL: c.ttl, HostOnly: c.hostOnly,
 		SessionID: c.sessionID, Key: c.key,
