@@ -86,6 +86,31 @@ ext4_used_bytes() {
 	echo $(((bc - fb) * bs))
 }
 
+# keystream KEY N writes AES-128-CTR of zeros with IV N: a seeded, endless stream.
+# The reader stops it early (SIGPIPE); the caller checks the length it got.
+keystream() {
+	openssl enc -aes-128-ctr -K "$1" -iv "$(printf '%032x' "$2")" -in /dev/zero 2>/dev/null || true
+}
+
+# write_blobs DIR BYTES KEY writes BYTES of incompressible data under
+# DIR/data: files of a fixed cycle of sizes, each the keystream of KEY with
+# the file number as IV, so every build writes the same files.
+write_blobs() {
+	local dir=$1 left=$2 key=$3 i=0 n f
+	local -a sizes=(4096 12288 65536 200000 1048576 3000000 8388608 33554432 16777 524288 67108864 131072 150000000)
+	while ((left > 0)); do
+		n=${sizes[i % ${#sizes[@]}]}
+		# Round to blocks so the accounting stays exact.
+		n=$(((n + 4095) / 4096 * 4096))
+		((n > left)) && n=$left
+		f=$(printf '%s/data/%04d/blob-%05d.bin' "$dir" $((i / 64)) "$i")
+		mkdir -p "${f%/*}"
+		keystream "$key" "$i" | head -c "$n" >"$f"
+		[[ $(stat -c %s "$f") -eq $n ]] || die "generating $f: short write"
+		left=$((left - n)) i=$((i + 1))
+	done
+}
+
 # gib BYTES prints BYTES in GiB with two decimals.
 gib() {
 	awk -v b="$1" 'BEGIN { printf "%.2f GiB", b / 1073741824 }'

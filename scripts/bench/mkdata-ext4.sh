@@ -226,27 +226,8 @@ while :; do
 done
 note "system files: $(gib "$copied") in $round round(s)"
 
-# keystream KEY N writes AES-128-CTR of zeros with IV N: a seeded, endless stream.
-# The reader stops it early (SIGPIPE); the caller checks the length it got.
-keystream() {
-	openssl enc -aes-128-ctr -K "$1" -iv "$(printf '%032x' "$2")" -in /dev/zero 2>/dev/null || true
-}
-
-# Incompressible data: files of a fixed cycle of sizes, each from AES-CTR of
-# zeros with the file number as IV.
-sizes=(4096 12288 65536 200000 1048576 3000000 8388608 33554432 16777 524288 67108864 131072 150000000)
-left=$random_bytes i=0
-while ((left > 0)); do
-	n=${sizes[i % ${#sizes[@]}]}
-	# Round to blocks so the accounting stays exact.
-	n=$(((n + 4095) / 4096 * 4096))
-	((n > left)) && n=$left
-	f=$(printf '%s/data/%04d/blob-%05d.bin' "$work" $((i / 64)) "$i")
-	mkdir -p "${f%/*}"
-	keystream "$DATA_KEY" "$i" | head -c "$n" >"$f"
-	[[ $(stat -c %s "$f") -eq $n ]] || die "generating $f: short write"
-	left=$((left - n)) i=$((i + 1))
-done
+# Incompressible data.
+write_blobs "$work" "$random_bytes" "$DATA_KEY"
 
 rm -f "$out.tmp"
 if [[ $dirty -eq 1 ]]; then

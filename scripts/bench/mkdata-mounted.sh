@@ -155,20 +155,8 @@ tar -C / --no-recursion --verbatim-files-from -T "$out.list" -cf - 2> >(grep -v 
 ((rc <= 1)) || die "copying system files failed: tar exit $rc"
 note "system files: $(wc -l <"$out.list") files"
 
-# Incompressible data, a fixed cycle of file sizes.
-keystream() { openssl enc -aes-128-ctr -K "$1" -iv "$(printf '%032x' "$2")" -in /dev/zero 2>/dev/null || true; }
-sizes=(4096 12288 65536 200000 1048576 3000000 8388608 33554432 16777 524288 67108864 131072 150000000)
-left=$random_bytes i=0
-while ((left > 0)); do
-	n=${sizes[i % ${#sizes[@]}]}
-	n=$(((n + 4095) / 4096 * 4096))
-	((n > left)) && n=$left
-	f=$(printf '%s/data/%04d/blob-%05d.bin' "$mnt" $((i / 64)) "$i")
-	mkdir -p "${f%/*}"
-	keystream "$DATA_KEY" "$i" | head -c "$n" >"$f"
-	[[ $(stat -c %s "$f") -eq $n ]] || die "generating $f: short write"
-	left=$((left - n)) i=$((i + 1))
-done
+# Incompressible data.
+write_blobs "$mnt" "$random_bytes" "$DATA_KEY"
 used=$(used_cmd "$mnt")
 umount_cmd "$mnt"
 check_cmd "$out.tmp" >"$out.check" 2>&1 || die "$fs checker fails on the new image: $(tail -n 5 "$out.check")"
