@@ -56,6 +56,8 @@ func (p *bufferPool) Put(b *[]byte) {
 }
 
 // ServerOptions are the options of a server that takes or serves chunks.
+// The pool is named here although it is the default: gRPC's servers copy
+// the default pool when gRPC itself is initialized, before init above.
 func ServerOptions(opts ...grpc.ServerOption) []grpc.ServerOption {
 	return append(opts, experimental.BufferPool(chunkPool))
 }
