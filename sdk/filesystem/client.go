@@ -2,7 +2,6 @@ package filesystem
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -31,13 +30,21 @@ func toProto(v Volume) *proto.Volume {
 func (c *client) call(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	joined, cancel := rpc.Join(ctx, c.Ctx)
 	defer cancel()
-	tctx, tcancel := context.WithTimeout(joined, c.timeout)
+	deadline := time.Now().Add(c.timeout)
+	tctx, tcancel := context.WithDeadline(joined, deadline)
 	defer tcancel()
 	err := fn(tctx)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil && joined.Err() == nil {
+	// Told by the clock, not by tctx.Err(): the plugin's end of the call
+	// has the deadline too and may give up (the call ends "cancelled")
+	// before this side's timer has fired on a loaded host.
+	callerFirst := false
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		callerFirst = true
+	}
+	if !time.Now().Before(deadline) && !callerFirst && ctx.Err() == nil && joined.Err() == nil {
 		return fmt.Errorf("%w: %s: no answer in %v", base.ErrTimeout, what, c.timeout)
 	}
 	return rpc.FromStatus(err, c.Ctx, codeMap)
