@@ -19,6 +19,9 @@ type Options struct {
 	Level     int
 	ChunkSize int // target stored bytes per chunk
 	Workers   int // compression goroutines
+	// NoX86Filter stores zstd chunks that hold machine code as plain zstd
+	// instead of zstd+x86 (image.CodecZstdX86).
+	NoX86Filter bool
 }
 
 // Defaults for Options fields left zero.
@@ -134,6 +137,9 @@ func NewWriter(ctx context.Context, img *image.Writer, opts Options) (*Writer, e
 		if err != nil {
 			cancel(err)
 			return nil, err
+		}
+		if opts.NoX86Filter {
+			e.WithoutX86Filter()
 		}
 		encoders[i] = e
 	}
@@ -313,7 +319,7 @@ func (w *Writer) compress(e *image.Encoder) {
 	for b := range w.jobs {
 		b.codec = w.opts.Codec
 		if w.opts.Codec != image.CodecNone && !incompressible(e, b.raw, &b.payload) {
-			b.payload = e.Encode(b.payload, b.raw)
+			b.payload, b.codec = e.Encode(b.payload, b.raw)
 		} else {
 			b.payload = b.payload[:0]
 		}
@@ -352,7 +358,7 @@ func incompressible(e *image.Encoder, raw []byte, scratch *[]byte) bool {
 	step := (len(raw) - sampleSize) / (samples - 1)
 	for i := range samples {
 		off := i * step
-		*scratch = e.Encode(*scratch, raw[off:off+sampleSize])
+		*scratch, _ = e.Encode(*scratch, raw[off:off+sampleSize])
 		if len(*scratch) < sampleSize*98/100 {
 			return false
 		}

@@ -144,7 +144,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("diskcast %v: exit %d, want 2", args, code)
 		}
 	}
-	if code, out, _ := run(t, "version"); code != 0 || !strings.Contains(out, "image format 1.0") {
+	if code, out, _ := run(t, "version"); code != 0 || !strings.Contains(out, "image format 1.1") {
 		t.Errorf("version: %d %q", code, out)
 	}
 }

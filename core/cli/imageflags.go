@@ -16,7 +16,7 @@ import (
 type imageFlags struct {
 	codec, chunkSize, sign *string
 	level, workers         *int
-	json, force            *bool
+	json, force, x86       *bool
 }
 
 // addImageFlags defines the flags on fs; defaultLevel and levelHelp differ
@@ -26,6 +26,7 @@ func addImageFlags(fs *flag.FlagSet, defaultLevel int, levelHelp string) *imageF
 		codec:     fs.String("codec", "zstd", "chunk codec: zstd, gzip or none"),
 		level:     fs.Int("level", defaultLevel, levelHelp),
 		chunkSize: fs.String("chunk-size", "1M", "target compressed size of a chunk"),
+		x86:       fs.Bool("x86-filter", true, "zstd: pass chunks that hold x86 machine code through a branch filter first (about 2% smaller on executables; -x86-filter=false for readers older than image format 1.1)"),
 		workers:   fs.Int("workers", 0, "compression workers (default: one per core)"),
 		sign:      fs.String("sign", "", "sign the image with this private key (from 'diskcast keygen')"),
 		json:      fs.Bool("json", false, "progress and summary as JSON lines on stdout"),
@@ -58,5 +59,5 @@ func (f *imageFlags) options(out string) (capture.Options, ed25519.PrivateKey, e
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return capture.Options{}, nil, err
 	}
-	return capture.Options{Codec: codec, Level: *f.level, ChunkSize: int(cs), Workers: *f.workers}, key, nil
+	return capture.Options{Codec: codec, Level: *f.level, ChunkSize: int(cs), Workers: *f.workers, NoX86Filter: !*f.x86}, key, nil
 }

@@ -43,7 +43,7 @@ func BenchmarkEncode(b *testing.B) {
 			var out []byte
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				out = e.Encode(out, data)
+				out, _ = e.Encode(out, data)
 			}
 			b.ReportMetric(float64(len(out))/float64(len(data)), "ratio")
 		})
@@ -55,13 +55,13 @@ func BenchmarkDecode(b *testing.B) {
 	for _, codec := range []Codec{CodecZstd, CodecGzip} {
 		b.Run(codec.String(), func(b *testing.B) {
 			e, _ := NewEncoder(codec, DefaultLevel)
-			payload := e.Encode(nil, data)
+			payload, used := e.Encode(nil, data)
 			d := NewDecoder()
 			out := make([]byte, 0, len(data))
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				var err error
-				if out, err = d.Decode(out, codec, payload, len(data)); err != nil {
+				if out, err = d.Decode(out, used, payload, len(data)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -74,5 +74,30 @@ func BenchmarkHash(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		sha256.Sum256(data)
+	}
+}
+
+// BenchmarkX86 measures the x86 filter's pass over a chunk of machine code
+// (the benchmark binary's own) and over files.
+func BenchmarkX86(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil || len(bin) < 0x1000+1<<20 {
+		b.Skipf("benchmark binary unreadable or small: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"code", bin[0x1000 : 0x1000+1<<20]}, {"files", benchData(b)}} {
+		buf := append([]byte(nil), c.data...)
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(buf)))
+			for b.Loop() {
+				x86Scan(buf, false)
+			}
+		})
 	}
 }

@@ -16,6 +16,10 @@ const (
 	CodecNone Codec = 0
 	CodecZstd Codec = 1
 	CodecGzip Codec = 2
+	// CodecZstdX86 is zstd over bytes passed through the x86 branch filter
+	// (x86.go). A capture with codec zstd picks it for chunks that hold
+	// machine code.
+	CodecZstdX86 Codec = 3
 )
 
 func (c Codec) String() string {
@@ -26,6 +30,8 @@ func (c Codec) String() string {
 		return "zstd"
 	case CodecGzip:
 		return "gzip"
+	case CodecZstdX86:
+		return "zstd+x86"
 	}
 	return fmt.Sprintf("codec(%d)", uint8(c))
 }
@@ -50,17 +56,21 @@ const DefaultLevel = 3
 // Encoder compresses chunks with one codec. It is not safe for concurrent
 // use: each capture worker owns one.
 type Encoder struct {
-	codec Codec
-	level int
-	zstd  *zstd.Encoder
-	gzbuf bytes.Buffer
-	gz    *gzip.Writer
+	codec    Codec
+	level    int
+	zstd     *zstd.Encoder
+	x86      bool   // zstd: filter chunks that hold machine code
+	filtered []byte // the filter's output
+	gzbuf    bytes.Buffer
+	gz       *gzip.Writer
 }
 
 // NewEncoder returns an encoder for codec at level (zstd levels 1-22 map
-// onto the encoder's speed classes; gzip 1-9).
+// onto the encoder's speed classes; gzip 1-9). A zstd encoder passes
+// chunks that hold machine code through the x86 branch filter; use
+// WithoutX86Filter to turn that off.
 func NewEncoder(codec Codec, level int) (*Encoder, error) {
-	e := &Encoder{codec: codec, level: level}
+	e := &Encoder{codec: codec, level: level, x86: codec == CodecZstd}
 	switch codec {
 	case CodecNone:
 	case CodecZstd:
@@ -88,19 +98,37 @@ func NewEncoder(codec Codec, level int) (*Encoder, error) {
 	return e, nil
 }
 
-// Encode appends the encoding of src to dst[:0] and returns it.
-func (e *Encoder) Encode(dst, src []byte) []byte {
+// WithoutX86Filter makes a zstd encoder compress every chunk as it is
+// (codec zstd), for readers that predate codec zstd+x86.
+func (e *Encoder) WithoutX86Filter() *Encoder {
+	e.x86 = false
+	return e
+}
+
+// Encode appends the encoding of src to dst[:0] and returns it with the
+// codec it used. src is not modified.
+func (e *Encoder) Encode(dst, src []byte) ([]byte, Codec) {
 	switch e.codec {
 	case CodecZstd:
-		return e.zstd.EncodeAll(src, dst[:0])
+		if e.x86 {
+			if cap(e.filtered) < len(src) {
+				e.filtered = make([]byte, len(src))
+			}
+			f := e.filtered[:len(src)]
+			copy(f, src)
+			if x86Worthwhile(x86Scan(f, false), len(f)) {
+				return e.zstd.EncodeAll(f, dst[:0]), CodecZstdX86
+			}
+		}
+		return e.zstd.EncodeAll(src, dst[:0]), CodecZstd
 	case CodecGzip:
 		e.gzbuf.Reset()
 		e.gz.Reset(&e.gzbuf)
 		e.gz.Write(src) // writes to a bytes.Buffer cannot fail
 		e.gz.Close()
-		return append(dst[:0], e.gzbuf.Bytes()...)
+		return append(dst[:0], e.gzbuf.Bytes()...), CodecGzip
 	}
-	return append(dst[:0], src...)
+	return append(dst[:0], src...), CodecNone
 }
 
 // Decoder decodes chunk payloads of any codec. It is not safe for
@@ -123,7 +151,7 @@ func (d *Decoder) Decode(dst []byte, codec Codec, payload []byte, rawSize int) (
 	switch codec {
 	case CodecNone:
 		out = append(dst[:0], payload...)
-	case CodecZstd:
+	case CodecZstd, CodecZstdX86:
 		if d.zstd == nil {
 			z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(2*MaxRawChunk))
 			if err != nil {
@@ -159,6 +187,9 @@ func (d *Decoder) Decode(dst []byte, codec Codec, payload []byte, rawSize int) (
 	}
 	if len(out) != rawSize {
 		return nil, fmt.Errorf("%w: decoded %d bytes, index says %d", ErrCorrupt, len(out), rawSize)
+	}
+	if codec == CodecZstdX86 {
+		x86Scan(out, true)
 	}
 	return out, nil
 }

@@ -37,7 +37,7 @@ var (
 // version of its major version and skips optional fields it does not know.
 const (
 	MajorVersion = 1
-	MinorVersion = 0
+	MinorVersion = 1 // 1.1 added chunk codec 3, zstd+x86
 )
 
 // ID identifies an image: 128 random bits chosen at capture.

@@ -498,7 +498,7 @@ func UnmarshalIndex(b []byte, sourceSize, dataStart, dataEnd int64) (*Index, err
 			d.fail("%s: payload at %d+%d lies outside the data area %d..%d", what, c.FileOffset, c.StoredSize, dataStart, dataEnd)
 		case c.RawSize == 0 || c.RawSize > MaxRawChunk:
 			d.fail("%s: raw size %d out of range", what, c.RawSize)
-		case c.Codec > CodecGzip:
+		case c.Codec > CodecZstdX86:
 			d.fail("%s: unknown codec %d", what, c.Codec)
 		case nruns == 0 || nruns > maxRuns:
 			d.fail("%s: %d runs", what, nruns)

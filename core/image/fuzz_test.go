@@ -91,11 +91,17 @@ func FuzzIndex(f *testing.F) {
 
 // FuzzChunk decodes arbitrary payloads with every codec.
 func FuzzChunk(f *testing.F) {
-	e, _ := NewEncoder(CodecZstd, 3)
 	raw := bytes.Repeat([]byte("diskcast"), 512)
-	f.Add(uint8(CodecZstd), e.Encode(nil, raw), uint32(len(raw)))
-	g, _ := NewEncoder(CodecGzip, 6)
-	f.Add(uint8(CodecGzip), g.Encode(nil, raw), uint32(len(raw)))
+	code := machineCode(4096)
+	for _, c := range []struct {
+		codec Codec
+		level int
+		raw   []byte
+	}{{CodecZstd, 3, raw}, {CodecZstd, 3, code}, {CodecGzip, 6, raw}} {
+		e, _ := NewEncoder(c.codec, c.level)
+		payload, used := e.Encode(nil, c.raw)
+		f.Add(uint8(used), payload, uint32(len(c.raw)))
+	}
 	f.Add(uint8(CodecNone), raw, uint32(len(raw)))
 	f.Fuzz(func(t *testing.T, codec uint8, payload []byte, rawSize uint32) {
 		if rawSize > 1<<20 {
@@ -104,6 +110,21 @@ func FuzzChunk(f *testing.F) {
 		out, err := NewDecoder().Decode(nil, Codec(codec), payload, int(rawSize))
 		if err == nil && len(out) != int(rawSize) {
 			t.Fatalf("decoded %d bytes without error, want %d", len(out), rawSize)
+		}
+	})
+}
+
+// FuzzX86 checks that the x86 filter's decoding undoes its encoding for
+// any bytes.
+func FuzzX86(f *testing.F) {
+	f.Add(machineCode(4096))
+	f.Add([]byte("\xe8\x01\xe8\x00\x12\x00\x00\x00\x00\xe8\x01\x02\x03\xe8\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b := append([]byte(nil), in...)
+		x86Scan(b, false)
+		x86Scan(b, true)
+		if !bytes.Equal(b, in) {
+			t.Fatalf("round trip of % x gives % x", in, b)
 		}
 	})
 }

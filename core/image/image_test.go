@@ -48,8 +48,8 @@ func buildImage(t testing.TB, key ed25519.PrivateKey) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		payload := e.Encode(nil, raw)
-		c := Chunk{RawSize: uint32(len(raw)), Codec: codec, Sum: sha256.Sum256(payload),
+		payload, used := e.Encode(nil, raw)
+		c := Chunk{RawSize: uint32(len(raw)), Codec: used, Sum: sha256.Sum256(payload),
 			Runs: []Run{{Offset: off, Length: 4096}, {Offset: off + 8192, Length: 4096}}}
 		if err := w.AddChunk(c, payload); err != nil {
 			t.Fatal(err)
