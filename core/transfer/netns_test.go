@@ -62,12 +62,30 @@ func makeImage(t *testing.T) testImage {
 		if err := os.WriteFile(filepath.Join(files, "random.bin"), testenv.Garbage(32<<20, 3), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// Machine code, so that receivers also decode zstd+x86 chunks.
+		exe, err := os.ReadFile(diskcastBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(files, "diskcast"), exe, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		shared.src = filepath.Join(imageDir, "src.img")
 		testenv.MkfsExt4(t, shared.src, 128<<20, files)
 		os.RemoveAll(files)
 		shared.dci = filepath.Join(imageDir, "src.dci")
 		if out, err := exec.Command(diskcastBin, "capture", shared.src, shared.dci).CombinedOutput(); err != nil {
 			t.Fatalf("capture: %v\n%s", err, out)
+		}
+		out, err := exec.Command(diskcastBin, "info", "--json", shared.dci).Output()
+		if err != nil {
+			t.Fatalf("info: %v", err)
+		}
+		var info struct {
+			Codecs map[string]int `json:"chunk_codecs"`
+		}
+		if err := json.Unmarshal(out, &info); err != nil || info.Codecs["zstd+x86"] == 0 {
+			t.Fatalf("the test image has no zstd+x86 chunks (%v): %s", err, out)
 		}
 	})
 	if shared.dci == "" {
