@@ -96,7 +96,7 @@ func BenchmarkX86(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(buf)))
 			for b.Loop() {
-				x86Scan(buf, false)
+				x86Scan(buf, x86Encode)
 			}
 		})
 	}

@@ -110,15 +110,14 @@ func (e *Encoder) WithoutX86Filter() *Encoder {
 func (e *Encoder) Encode(dst, src []byte) ([]byte, Codec) {
 	switch e.codec {
 	case CodecZstd:
-		if e.x86 {
+		if e.x86 && x86Worthwhile(src) {
 			if cap(e.filtered) < len(src) {
 				e.filtered = make([]byte, len(src))
 			}
 			f := e.filtered[:len(src)]
 			copy(f, src)
-			if x86Worthwhile(x86Scan(f, false), len(f)) {
-				return e.zstd.EncodeAll(f, dst[:0]), CodecZstdX86
-			}
+			x86Scan(f, x86Encode)
+			return e.zstd.EncodeAll(f, dst[:0]), CodecZstdX86
 		}
 		return e.zstd.EncodeAll(src, dst[:0]), CodecZstd
 	case CodecGzip:
@@ -189,7 +188,7 @@ func (d *Decoder) Decode(dst []byte, codec Codec, payload []byte, rawSize int) (
 		return nil, fmt.Errorf("%w: decoded %d bytes, index says %d", ErrCorrupt, len(out), rawSize)
 	}
 	if codec == CodecZstdX86 {
-		x86Scan(out, true)
+		x86Scan(out, x86Decode)
 	}
 	return out, nil
 }

@@ -121,8 +121,8 @@ func FuzzX86(f *testing.F) {
 	f.Add([]byte("\xe8\x01\xe8\x00\x12\x00\x00\x00\x00\xe8\x01\x02\x03\xe8\x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		b := append([]byte(nil), in...)
-		x86Scan(b, false)
-		x86Scan(b, true)
+		x86Scan(b, x86Encode)
+		x86Scan(b, x86Decode)
 		if !bytes.Equal(b, in) {
 			t.Fatalf("round trip of % x gives % x", in, b)
 		}

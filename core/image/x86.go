@@ -32,9 +32,18 @@ const (
 	swarHighs = 0x8080808080808080
 )
 
-// x86Scan rewrites b's displacements in place (decode: back) and returns
-// how many it rewrote.
-func x86Scan(b []byte, decode bool) int {
+// x86Op is what x86Scan does with each displacement it finds.
+type x86Op int
+
+const (
+	x86Encode x86Op = iota
+	x86Decode
+	x86CountOnly
+)
+
+// x86Scan rewrites b's displacements in place (or only counts them) and
+// returns how many it found.
+func x86Scan(b []byte, op x86Op) int {
 	n := 0
 	for i := 0; i+5 <= len(b); {
 		// Skip 8 bytes at a time while none is E8 or E9: v has a zero
@@ -61,21 +70,46 @@ func x86Scan(b []byte, decode bool) int {
 			continue
 		}
 		n++
-		p := b[i+1 : i+5 : i+5]
-		d := binary.LittleEndian.Uint32(p)
-		if decode {
-			d -= uint32(i + 5)
-		} else {
-			d += uint32(i + 5)
+		if op != x86CountOnly {
+			p := b[i+1 : i+5 : i+5]
+			d := binary.LittleEndian.Uint32(p)
+			if op == x86Decode {
+				d -= uint32(i + 5)
+			} else {
+				d += uint32(i + 5)
+			}
+			d = uint32(int32(d<<7) >> 7) // sign-extend from bit 24
+			binary.LittleEndian.PutUint32(p, d)
 		}
-		d = uint32(int32(d<<7) >> 7) // sign-extend from bit 24
-		binary.LittleEndian.PutUint32(p, d)
 		i += 5
 	}
 	return n
 }
 
-// x86Worthwhile reports whether a chunk of size bytes in which the filter
-// rewrote n displacements is worth storing filtered: more than one per
-// 4 KiB. Random bytes give one per 16 KiB; machine code dozens per KiB.
-func x86Worthwhile(n, size int) bool { return n > size/4096 }
+// Samples on which x86Worthwhile decides.
+const (
+	x86Samples    = 4
+	x86SampleSize = 16 << 10
+)
+
+// x86Worthwhile reports whether a chunk holds enough displacements to be
+// worth filtering: more than one per 4 KiB in samples spread over it.
+// Random bytes give one per 16 KiB; machine code gives dozens per KiB.
+// Sampling keeps the cost off chunks without code (the filter's pass is a
+// tenth of zstd's time on code).
+func x86Worthwhile(b []byte) bool {
+	if len(b) <= x86Samples*x86SampleSize {
+		return x86Count(b) > len(b)/4096
+	}
+	n := 0
+	step := (len(b) - x86SampleSize) / (x86Samples - 1)
+	for i := range x86Samples {
+		n += x86Count(b[i*step : i*step+x86SampleSize])
+	}
+	return n > x86Samples*x86SampleSize/4096
+}
+
+// x86Count counts the displacements x86Scan would rewrite in b.
+func x86Count(b []byte) int {
+	return x86Scan(b, x86CountOnly)
+}

@@ -41,11 +41,11 @@ func TestX86FilterVectors(t *testing.T) {
 		{"E8 in the last 4 bytes", "0123\xe8\x00\x00\x00", "0123\xe8\x00\x00\x00"},
 	} {
 		got := []byte(c.in)
-		x86Scan(got, false)
+		x86Scan(got, x86Encode)
 		if string(got) != c.out {
 			t.Errorf("%s: filter gives % x, want % x", c.name, got, c.out)
 		}
-		x86Scan(got, true)
+		x86Scan(got, x86Decode)
 		if string(got) != c.in {
 			t.Errorf("%s: unfilter gives % x, want % x", c.name, got, c.in)
 		}
@@ -63,9 +63,9 @@ func TestX86FilterRoundTrip(t *testing.T) {
 			in[i] = alphabet[rng.IntN(len(alphabet))]
 		}
 		f := append([]byte(nil), in...)
-		x86Scan(f, false)
+		x86Scan(f, x86Encode)
 		back := append([]byte(nil), f...)
-		x86Scan(back, true)
+		x86Scan(back, x86Decode)
 		if !bytes.Equal(back, in) {
 			t.Fatalf("round trip of % x: filtered % x, back % x", in, f, back)
 		}
