@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func needTools(t testing.TB, tools ...string) {
@@ -42,6 +43,24 @@ func runCmd(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %q: %v\n%s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// mountLoop mounts img on mnt with options. Right after an unmount, the
+// loop device it used may still be detaching; mount can then pick it up
+// again and fail with "already mounted or mount point busy", so that
+// failure is retried for up to 5 s.
+func mountLoop(t testing.TB, options, img, mnt string) {
+	t.Helper()
+	for try := 0; ; try++ {
+		out, err := exec.Command("mount", "-o", options, img, mnt).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if try == 50 || !bytes.Contains(out, []byte("already mounted or mount point busy")) {
+			t.Fatalf("mount -o %s %s %s: %v\n%s", options, img, mnt, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func randomBytes(rng *rand.Rand, n int) []byte {
@@ -160,7 +179,7 @@ func checkFilesViaDB(t testing.TB, img string, files []protoFile) {
 func churn(t testing.TB, img string, seed uint64) {
 	t.Helper()
 	mnt := t.TempDir()
-	runCmd(t, "mount", "-o", "loop", img, mnt)
+	mountLoop(t, "loop", img, mnt)
 	mounted := true
 	defer func() {
 		if mounted {
@@ -203,7 +222,7 @@ func churn(t testing.TB, img string, seed uint64) {
 func treeHashes(t testing.TB, img string) map[string]string {
 	t.Helper()
 	mnt := t.TempDir()
-	runCmd(t, "mount", "-o", "loop,ro,norecovery", img, mnt)
+	mountLoop(t, "loop,ro,norecovery", img, mnt)
 	defer runCmd(t, "umount", mnt)
 	out := map[string]string{}
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
