@@ -13,24 +13,34 @@ import (
 	"google.golang.org/grpc"
 )
 
-// loopSink is a ChunkSinkClient that calls a sinkServer directly and
-// records how each chunk travelled.
-type loopSink struct {
-	proto.ChunkSinkClient
-	srv            *sinkServer
+// travel records how each chunk crossed between a plugin and the core.
+type travel struct {
 	shared, inline int
 	pid            int32 // if set, regions seem to belong to this process
 }
 
-func (l *loopSink) Write(ctx context.Context, c *proto.Chunk, _ ...grpc.CallOption) (*proto.Empty, error) {
-	if c.Shared != nil {
-		if l.pid != 0 {
-			c.Shared.Pid = l.pid
-		}
-		l.shared++
-	} else {
-		l.inline++
+// note counts one chunk, passed in region s or (s nil) inline.
+func (t *travel) note(s *proto.Shared) {
+	if s == nil {
+		t.inline++
+		return
 	}
+	if t.pid != 0 {
+		s.Pid = t.pid
+	}
+	t.shared++
+}
+
+// loopSink is a ChunkSinkClient that calls a sinkServer directly and
+// records how each chunk travelled.
+type loopSink struct {
+	proto.ChunkSinkClient
+	travel
+	srv *sinkServer
+}
+
+func (l *loopSink) Write(ctx context.Context, c *proto.Chunk, _ ...grpc.CallOption) (*proto.Empty, error) {
+	l.note(c.Shared)
 	return l.srv.Write(ctx, c)
 }
 
@@ -100,20 +110,12 @@ func TestSharedRefusedCode(t *testing.T) {
 // and records how each chunk travelled.
 type loopSource struct {
 	proto.ChunkSourceClient
-	srv            *sourceServer
-	shared, inline int
-	pid            int32 // if set, regions seem to belong to this process
+	travel
+	srv *sourceServer
 }
 
 func (l *loopSource) ReadChunk(ctx context.Context, ref *proto.ChunkRef, _ ...grpc.CallOption) (*proto.Chunk, error) {
-	if ref.Shared != nil {
-		if l.pid != 0 {
-			ref.Shared.Pid = l.pid
-		}
-		l.shared++
-	} else {
-		l.inline++
-	}
+	l.note(ref.Shared)
 	return l.srv.ReadChunk(ctx, ref)
 }
 
