@@ -322,7 +322,6 @@ func (w *Writer) compress(e *image.Encoder) {
 		// with compressible data keeps the gain on the rest. (Skipping
 		// chunks whose samples did not compress cost 0.1-0.2% of the
 		// image on the benchmark images for no measurable time.)
-		b.codec = w.opts.Codec
 		b.payload = b.payload[:0]
 		if w.opts.Codec != image.CodecNone {
 			b.payload, b.codec = e.Encode(b.payload, b.raw)

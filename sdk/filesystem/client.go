@@ -40,10 +40,8 @@ func (c *client) call(ctx context.Context, what string, fn func(ctx context.Cont
 	// Told by the clock, not by tctx.Err(): the plugin's end of the call
 	// has the deadline too and may give up (the call ends "cancelled")
 	// before this side's timer has fired on a loaded host.
-	callerFirst := false
-	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
-		callerFirst = true
-	}
+	d, ok := ctx.Deadline()
+	callerFirst := ok && !d.After(deadline)
 	if !time.Now().Before(deadline) && !callerFirst && ctx.Err() == nil && joined.Err() == nil {
 		return fmt.Errorf("%w: %s: no answer in %v", base.ErrTimeout, what, c.timeout)
 	}
