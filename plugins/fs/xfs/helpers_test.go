@@ -45,21 +45,25 @@ func runCmd(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// mountLoop mounts img on mnt with options. Right after an unmount, the
-// loop device it used may still be detaching; mount can then pick it up
-// again and fail with "already mounted or mount point busy", so that
-// failure is retried for up to 5 s.
-func mountLoop(t testing.TB, options, img, mnt string) {
-	t.Helper()
+// mount mounts img on mnt with options. Right after an unmount, the loop
+// device it used may still be detaching; mount can then pick it up again
+// and fail with "already mounted or mount point busy", so that failure is
+// retried for up to 5 s. Every mount in these tests goes through here.
+func mount(options, img, mnt string) ([]byte, error) {
 	for try := 0; ; try++ {
 		out, err := exec.Command("mount", "-o", options, img, mnt).CombinedOutput()
-		if err == nil {
-			return
-		}
-		if try == 50 || !bytes.Contains(out, []byte("already mounted or mount point busy")) {
-			t.Fatalf("mount -o %s %s %s: %v\n%s", options, img, mnt, err, out)
+		if err == nil || try == 50 || !bytes.Contains(out, []byte("already mounted or mount point busy")) {
+			return out, err
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// mountLoop is mount that fails the test.
+func mountLoop(t testing.TB, options, img, mnt string) {
+	t.Helper()
+	if out, err := mount(options, img, mnt); err != nil {
+		t.Fatalf("mount -o %s %s %s: %v\n%s", options, img, mnt, err, out)
 	}
 }
 

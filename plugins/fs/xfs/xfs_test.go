@@ -128,7 +128,7 @@ func kernelMountsV4(t *testing.T) bool {
 	createSparse(t, img, 300<<20)
 	runCmd(t, "mkfs.xfs", "-f", "-q", "-m", "crc=0", img)
 	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-o", "loop,ro", img, mnt).CombinedOutput(); err != nil {
+	if out, err := mount("loop,ro", img, mnt); err != nil {
 		t.Logf("the kernel does not mount v4 XFS (%v: %s); checking files through xfs_db only", err, strings.TrimSpace(string(out)))
 		return false
 	}
