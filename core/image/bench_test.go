@@ -80,18 +80,10 @@ func BenchmarkHash(b *testing.B) {
 // BenchmarkX86 measures the x86 filter's pass over a chunk of machine code
 // (the benchmark binary's own) and over files.
 func BenchmarkX86(b *testing.B) {
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil || len(bin) < 0x1000+1<<20 {
-		b.Skipf("benchmark binary unreadable or small: %v", err)
-	}
 	for _, c := range []struct {
 		name string
 		data []byte
-	}{{"code", bin[0x1000 : 0x1000+1<<20]}, {"files", benchData(b)}} {
+	}{{"code", ownCode(b)}, {"files", benchData(b)}} {
 		buf := append([]byte(nil), c.data...)
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(buf)))

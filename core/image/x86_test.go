@@ -26,6 +26,24 @@ func machineCode(n int) []byte {
 	return b[:n]
 }
 
+// ownCode returns 1 MiB of real machine code: the running test binary's
+// text, which starts after its first page.
+func ownCode(tb testing.TB) []byte {
+	tb.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(bin) < 0x1000+1<<20 {
+		tb.Fatalf("test binary is only %d bytes", len(bin))
+	}
+	return bin[0x1000 : 0x1000+1<<20]
+}
+
 func TestX86FilterVectors(t *testing.T) {
 	for _, c := range []struct{ name, in, out string }{
 		{"call forward", "\xe8\x10\x00\x00\x00", "\xe8\x15\x00\x00\x00"},
@@ -76,18 +94,7 @@ func TestX86FilterRoundTrip(t *testing.T) {
 // test binary's own code), that this makes the payload smaller, that the
 // decoder undoes it, and that text is left unfiltered.
 func TestEncoderX86(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(bin) < 0x1000+1<<20 {
-		t.Fatalf("test binary is only %d bytes", len(bin))
-	}
-	code := bin[0x1000 : 0x1000+1<<20] // ELF text starts after the first page
+	code := ownCode(t)
 	orig := append([]byte(nil), code...)
 	e, _ := NewEncoder(CodecZstd, DefaultLevel)
 	payload, codec := e.Encode(nil, code)
