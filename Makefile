@@ -24,6 +24,7 @@ lint: ## gofmt and go vet (vet also compiles every test and benchmark)
 
 unit: build ## run every test (root-only tests skip with a reason when not root)
 	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -gcflags=-d=checkptr ./core/internal/zstdenc # its unchecked loads, checked
 
 examples: ## build the example third-party plugin and run it through sdk/sdktest
 	cd examples/squashfs && $(GO) test -count=1 ./...
@@ -34,7 +35,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	scripts/fuzz.sh $(or $(FUZZTIME),30s)
 
 bench: ## Go benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./core/image ./core/capture ./sdk/...
+	$(GO) test -run '^$$' -bench . -benchmem ./core/image ./core/internal/zstdenc ./core/capture ./sdk/...
 
 bench-multicast: build ## end-to-end multicast to many receivers vs udpcast and uftp (root; table of ratios)
 	scripts/bench/multicast.sh

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/diskcast/diskcast/core/internal/zstdenc"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -58,7 +59,7 @@ const DefaultLevel = 3
 type Encoder struct {
 	codec    Codec
 	level    int
-	zstd     *zstd.Encoder
+	zstd     interface{ EncodeAll(src, dst []byte) []byte }
 	x86      bool   // zstd: filter chunks that hold machine code
 	filtered []byte // the filter's output
 	gzbuf    bytes.Buffer
@@ -74,6 +75,12 @@ func NewEncoder(codec Codec, level int) (*Encoder, error) {
 	switch codec {
 	case CodecNone:
 	case CodecZstd:
+		if zstd.EncoderLevelFromZstd(level) == zstd.SpeedDefault {
+			// Levels 3-5: the double-fast encoder with the reference
+			// encoder's table sizes (see zstdenc for why).
+			e.zstd = zstdenc.New()
+			break
+		}
 		z, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 			zstd.WithEncoderConcurrency(1),
