@@ -82,6 +82,15 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestBeyondMaxSize: inputs too large for the hash slots' positions are
+// stored, still as one valid frame.
+func TestBeyondMaxSize(t *testing.T) {
+	src := bytes.Repeat([]byte("too big "), (MaxSize+8)/8)
+	if f := roundTrip(t, New(), src); len(f) < len(src) {
+		t.Errorf("%d bytes beyond MaxSize compressed to %d: want them stored", len(src), len(f))
+	}
+}
+
 // TestLongSequences codes the longest literal lengths, match lengths and
 // offsets a chunk can hold, whose extra bits fill the bit buffer.
 func TestLongSequences(t *testing.T) {
