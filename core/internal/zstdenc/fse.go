@@ -120,6 +120,9 @@ func (t *fseTable) normalize(count []uint32, total int, maxLog uint8) {
 	log = max(log, minTableLog)
 	t.tableLog = log
 	size := 1 << log
+	if t.normalizeFloor(count[:nSym], total, log) {
+		return
+	}
 	// Round each share, then move the rounding error onto the largest
 	// counts, where one unit costs the least.
 	sum := 0
@@ -168,6 +171,52 @@ func (t *fseTable) normalize(count []uint32, total int, maxLog uint8) {
 			}
 		}
 	}
+}
+
+// roundUp holds, for shares below 8 units, how far past the unit (in
+// millionths of a unit's 2^20 scale) a share must be to round up.
+var roundUp = [8]uint64{0, 473195, 504333, 520860, 550000, 700000, 750000, 830000}
+
+// normalizeFloor is the reference encoder's normalization: floor each
+// share (rounding small ones up past a threshold), give symbols rarer than
+// one unit the "below 1" count -1 when there are many sequences, and put
+// what is left on the largest share. It reports false when that would take
+// half of the largest share.
+func (t *fseTable) normalizeFloor(count []uint32, total int, log uint8) bool {
+	low := int16(1)
+	if total >= 2048 {
+		low = -1
+	}
+	scale := 62 - uint(log)
+	step := (uint64(1) << 62) / uint64(total)
+	vStep := uint64(1) << (scale - 20)
+	still := 1 << log
+	largest, largestP := 0, int16(0)
+	lowThreshold := uint32(total >> log)
+	for s, c := range count {
+		switch {
+		case c == 0:
+			t.norm[s] = 0
+		case c <= lowThreshold:
+			t.norm[s] = low
+			still--
+		default:
+			p := int16((uint64(c) * step) >> scale)
+			if p < 8 && uint64(c)*step-uint64(p)<<scale > vStep*roundUp[p] {
+				p++
+			}
+			if p > largestP {
+				largest, largestP = s, p
+			}
+			t.norm[s] = p
+			still -= int(p)
+		}
+	}
+	if -still >= int(t.norm[largest]>>1) {
+		return false
+	}
+	t.norm[largest] += int16(still)
+	return true
 }
 
 // appendDescription appends the FSE table description of t (RFC 8878
