@@ -77,8 +77,8 @@ func NewEncoder(codec Codec, level int) (*Encoder, error) {
 	case CodecNone:
 	case CodecZstd:
 		if zstd.EncoderLevelFromZstd(level) == zstd.SpeedDefault {
-			// Levels 3-5: zstdenc's chunks are 1.5-1.8% smaller than
-			// klauspost's "default" speed class, at the same speed.
+			// Levels 3-5: zstdenc's chunks are 1.8-1.9% smaller than
+			// klauspost's "default" speed class, at about its speed.
 			e.zstd = zstdenc.New()
 			break
 		}
