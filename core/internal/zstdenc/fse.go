@@ -101,8 +101,9 @@ func (t *fseTable) setRLE(sym uint8) {
 }
 
 // normalize sets t.norm to counts scaled to 1<<tableLog, every present
-// symbol getting at least 1, and picks the table log like the reference
-// encoder does: no larger than the number of symbols coded needs.
+// symbol getting a share (at least 1, or -1 for "below 1"), and picks the
+// table log like the reference encoder does: no larger than the number of
+// symbols coded needs.
 func (t *fseTable) normalize(count []uint32, total int, maxLog uint8) {
 	t.rle = false
 	nSym := len(count)
