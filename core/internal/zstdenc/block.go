@@ -112,19 +112,26 @@ func newSeq(litLen, matchLen, offVal uint32) seq {
 // same frame: the Huffman table of the literals and the three sequence
 // tables, which later blocks may reuse without describing them again.
 type entropy struct {
-	lit                    huff0.Scratch
-	llPrev, mlPrev, ofPrev *fseTable // nil at the start of a frame
-	llNew, mlNew, ofNew    fseTable  // this block's own tables
-	llCur, mlCur, ofCur    *fseTable // what this block uses
-	llSpare, mlSpare       fseTable  // the previous block's own tables, kept while llNew is rebuilt
-	ofSpare                fseTable
-	w                      bitWriter
+	lit        huff0.Scratch
+	ll, ml, of symbolTables
+	w          bitWriter
+}
+
+// symbolTables are the FSE tables of one symbol kind within a frame.
+type symbolTables struct {
+	prev *fseTable // what the last compressed block used; nil at the start of a frame
+	cur  *fseTable // what this block uses
+	// A block builds its own table into own[next]; once a block that used
+	// it is accepted, it stays readable as prev while the next block
+	// builds into the other one.
+	own  [2]fseTable
+	next int
 }
 
 // reset forgets every table, as at the start of a frame.
 func (e *entropy) reset() {
 	e.lit.Reuse = huff0.ReusePolicyNone
-	e.llPrev, e.mlPrev, e.ofPrev = nil, nil, nil
+	e.ll.prev, e.ml.prev, e.of.prev = nil, nil, nil
 }
 
 // encodeBlock appends a compressed block's content (literals section and
@@ -142,20 +149,12 @@ func (e *entropy) encodeBlock(dst, lits []byte, seqs []seq, limit int) (out []by
 
 // accept makes this block's tables the ones later blocks may repeat.
 func (e *entropy) accept() {
-	e.llPrev = e.keep(e.llCur, &e.llNew, &e.llSpare)
-	e.mlPrev = e.keep(e.mlCur, &e.mlNew, &e.mlSpare)
-	e.ofPrev = e.keep(e.ofCur, &e.ofNew, &e.ofSpare)
-}
-
-// keep returns cur as the table to repeat; when cur is the block's own
-// freshly built table it swaps it into spare, so the next block can build
-// its own into the same storage while this one stays readable.
-func (e *entropy) keep(cur, own, spare *fseTable) *fseTable {
-	if cur != own {
-		return cur
+	for _, k := range []*symbolTables{&e.ll, &e.ml, &e.of} {
+		if k.cur == &k.own[k.next] {
+			k.next ^= 1
+		}
+		k.prev = k.cur
 	}
-	*own, *spare = *spare, *own
-	return spare
 }
 
 // reject is called for a block that was written raw instead: the decoder
@@ -269,7 +268,7 @@ func (e *entropy) appendSequences(dst []byte, seqs []seq) []byte {
 		dst = append(dst, 255, byte(n-0x7F00), byte((n-0x7F00)>>8))
 	}
 	if n == 0 {
-		e.llCur, e.mlCur, e.ofCur = e.llPrev, e.mlPrev, e.ofPrev
+		e.ll.cur, e.ml.cur, e.of.cur = e.ll.prev, e.ml.prev, e.of.prev
 		return dst
 	}
 	var llCount, mlCount, ofCount [maxSym]uint32
@@ -281,9 +280,9 @@ func (e *entropy) appendSequences(dst []byte, seqs []seq) []byte {
 	modes := len(dst)
 	dst = append(dst, 0)
 	var llMode, ofMode, mlMode int
-	e.llCur, llMode, dst = e.chooseTable(dst, llCount[:36], n, llMaxLog, llPredefined, e.llPrev, &e.llNew)
-	e.ofCur, ofMode, dst = e.chooseTable(dst, ofCount[:32], n, ofMaxLog, ofPredefined, e.ofPrev, &e.ofNew)
-	e.mlCur, mlMode, dst = e.chooseTable(dst, mlCount[:53], n, mlMaxLog, mlPredefined, e.mlPrev, &e.mlNew)
+	llMode, dst = e.ll.choose(dst, llCount[:36], n, llMaxLog, llPredefined)
+	ofMode, dst = e.of.choose(dst, ofCount[:32], n, ofMaxLog, ofPredefined)
+	mlMode, dst = e.ml.choose(dst, mlCount[:53], n, mlMaxLog, mlPredefined)
 	dst[modes] = byte(llMode<<6 | ofMode<<4 | mlMode<<2)
 
 	// The bitstream is read backwards: encode the last sequence first.
@@ -291,9 +290,9 @@ func (e *entropy) appendSequences(dst []byte, seqs []seq) []byte {
 	w.out, w.c, w.n = dst, 0, 0
 	var ll, ml, of fseState
 	s := &seqs[n-1]
-	ml.init(e.mlCur, s.mlCode)
-	of.init(e.ofCur, s.ofCode)
-	ll.init(e.llCur, s.llCode)
+	ml.init(e.ml.cur, s.mlCode)
+	of.init(e.of.cur, s.ofCode)
+	ll.init(e.ll.cur, s.llCode)
 	w.add(uint64(s.litLen), uint(llBits[s.llCode]))
 	w.add(uint64(s.matchLen-3), uint(mlBits[s.mlCode]))
 	w.flush()
@@ -326,10 +325,12 @@ func (e *entropy) appendSequences(dst []byte, seqs []seq) []byte {
 	return w.out
 }
 
-// chooseTable picks the cheapest way to code one symbol kind: the default
-// distribution, a single repeated symbol, the previous block's table, or a
-// table of its own (whose description is then appended to dst).
-func (e *entropy) chooseTable(dst []byte, count []uint32, n int, maxLog uint8, def, prev, own *fseTable) (*fseTable, int, []byte) {
+// choose picks the cheapest way to code one symbol kind in this block, sets
+// k.cur to it and returns its mode: the default distribution, a single
+// repeated symbol, the previous block's table, or a table of its own
+// (whose description is then appended to dst).
+func (k *symbolTables) choose(dst []byte, count []uint32, n int, maxLog uint8, def *fseTable) (int, []byte) {
+	own := &k.own[k.next]
 	distinct, top := 0, 0
 	for s, c := range count {
 		if c > 0 {
@@ -339,7 +340,8 @@ func (e *entropy) chooseTable(dst []byte, count []uint32, n int, maxLog uint8, d
 	}
 	if distinct == 1 && n > 2 {
 		own.setRLE(uint8(top))
-		return own, modeRLE, append(dst, byte(top))
+		k.cur = own
+		return modeRLE, append(dst, byte(top))
 	}
 	cost := func(t *fseTable) float64 {
 		if t == nil || t.rle {
@@ -361,12 +363,15 @@ func (e *entropy) chooseTable(dst []byte, count []uint32, n int, maxLog uint8, d
 	desc := len(dst)
 	dst = own.appendDescription(dst)
 	ownCost := cost(own) + float64(8*(len(dst)-desc))
-	defCost, prevCost := cost(def), cost(prev)
+	defCost, prevCost := cost(def), cost(k.prev)
 	switch {
 	case prevCost <= defCost && prevCost <= ownCost:
-		return prev, modeRepeat, dst[:desc]
+		k.cur = k.prev
+		return modeRepeat, dst[:desc]
 	case defCost <= ownCost:
-		return def, modePredefined, dst[:desc]
+		k.cur = def
+		return modePredefined, dst[:desc]
 	}
-	return own, modeCompressed, dst
+	k.cur = own
+	return modeCompressed, dst
 }
