@@ -179,53 +179,35 @@ func (e *entropy) appendLiterals(dst, lits []byte) []byte {
 	default:
 		err = huff0.ErrIncompressible
 	}
-	if err == nil && len(out)+literalsHeaderSize(len(lits), len(out)) >= len(lits)+rawHeaderSize(len(lits)) {
-		err = huff0.ErrIncompressible
-		if !reused {
-			// huff0 now holds a table the decoder will not see: it must
-			// not be reused.
-			e.lit.Reuse = huff0.ReusePolicyNone
-		}
-	}
 	switch err {
 	case nil:
 		typ := litCompressed
 		if reused {
 			typ = litTreeless
 		}
+		at := len(dst)
 		dst = appendCompressedLiteralsHeader(dst, typ, single, len(lits), len(out))
-		e.lit.Reuse = huff0.ReusePolicyAllow
-		return append(dst, out...)
+		dst = append(dst, out...)
+		var raw [3]byte
+		if len(dst)-at < len(appendRawLiteralsHeader(raw[:0], litRaw, len(lits)))+len(lits) {
+			e.lit.Reuse = huff0.ReusePolicyAllow
+			return dst
+		}
+		// No smaller than raw literals: store them raw. huff0 may now
+		// hold a table the decoder will not see; it must not be reused.
+		dst = dst[:at]
+		if !reused {
+			e.lit.Reuse = huff0.ReusePolicyNone
+		}
 	case huff0.ErrUseRLE:
 		// huff0 keeps its last table when it declines, and RLE or raw
 		// literals leave the decoder's as they were: later blocks may
 		// still reuse it.
 		dst = appendRawLiteralsHeader(dst, litRLE, len(lits))
 		return append(dst, lits[0])
-	default:
-		dst = appendRawLiteralsHeader(dst, litRaw, len(lits))
-		return append(dst, lits...)
 	}
-}
-
-func rawHeaderSize(n int) int {
-	switch {
-	case n < 32:
-		return 1
-	case n < 4096:
-		return 2
-	}
-	return 3
-}
-
-func literalsHeaderSize(regen, comp int) int {
-	switch {
-	case regen < 1024 && comp < 1024:
-		return 3
-	case regen < 16384 && comp < 16384:
-		return 4
-	}
-	return 5
+	dst = appendRawLiteralsHeader(dst, litRaw, len(lits))
+	return append(dst, lits...)
 }
 
 func appendRawLiteralsHeader(dst []byte, typ int, n int) []byte {
