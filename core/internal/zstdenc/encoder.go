@@ -79,38 +79,38 @@ func hashShort(u uint32) (uint32, slot) {
 // largest image chunk) is stored uncompressed.
 func (e *Encoder) EncodeAll(src, dst []byte) []byte {
 	dst = appendFrameHeader(dst, len(src))
-	if len(src) == 0 || len(src) > MaxSize {
-		for start := 0; start < len(src) || start == 0; start += maxBlock {
-			end := min(start+maxBlock, len(src))
-			dst = appendBlockHeader(dst, end == len(src), blockRaw, end-start)
-			dst = append(dst, src[start:end]...)
-		}
-		return dst
+	if len(src) == 0 {
+		return appendBlockHeader(dst, true, blockRaw, 0)
 	}
-	clear(e.long[:])
-	clear(e.short[:])
-	e.rep = [3]uint32{1, 4, 8}
-	e.ent.reset()
+	compress := len(src) <= MaxSize
+	if compress {
+		clear(e.long[:])
+		clear(e.short[:])
+		e.rep = [3]uint32{1, 4, 8}
+		e.ent.reset()
+	}
 	for start := 0; start < len(src); start += maxBlock {
 		end := min(start+maxBlock, len(src))
 		last := end == len(src)
-		rep := e.rep
-		e.match(src, start, end)
-		at := len(dst)
-		dst = appendBlockHeader(dst, last, blockCompressed, 0)
-		var ok bool
-		dst, ok = e.ent.encodeBlock(dst, e.lits, e.seqs, end-start)
-		if !ok {
-			// Not smaller than the data: store it. The decoder sees none of
-			// this block's sequences or tables.
+		if compress {
+			rep := e.rep
+			e.match(src, start, end)
+			at := len(dst)
+			dst = appendBlockHeader(dst, last, blockCompressed, 0)
+			var ok bool
+			if dst, ok = e.ent.encodeBlock(dst, e.lits, e.seqs, end-start); ok {
+				e.ent.accept()
+				appendBlockHeader(dst[:at], last, blockCompressed, len(dst)-at-3)
+				continue
+			}
+			// Not smaller than the data: store it. The decoder sees none
+			// of this block's sequences or tables.
 			e.rep = rep
 			e.ent.reject()
-			dst = appendBlockHeader(dst[:at], last, blockRaw, end-start)
-			dst = append(dst, src[start:end]...)
-			continue
+			dst = dst[:at]
 		}
-		e.ent.accept()
-		appendBlockHeader(dst[:at], last, blockCompressed, len(dst)-at-3)
+		dst = appendBlockHeader(dst, last, blockRaw, end-start)
+		dst = append(dst, src[start:end]...)
 	}
 	return dst
 }
