@@ -58,7 +58,6 @@ const DefaultLevel = 3
 // use: each capture worker owns one.
 type Encoder struct {
 	codec    Codec
-	level    int
 	zstd     interface{ EncodeAll(src, dst []byte) []byte }
 	x86      bool   // zstd: filter chunks that hold machine code
 	filtered []byte // the filter's output
@@ -72,7 +71,7 @@ type Encoder struct {
 // chunks that hold machine code through the x86 branch filter; use
 // WithoutX86Filter to turn that off.
 func NewEncoder(codec Codec, level int) (*Encoder, error) {
-	e := &Encoder{codec: codec, level: level, x86: codec == CodecZstd}
+	e := &Encoder{codec: codec, x86: codec == CodecZstd}
 	switch codec {
 	case CodecNone:
 	case CodecZstd:
