@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,13 +72,7 @@ func TestWriterZeroDetection(t *testing.T) {
 
 func TestIncompressibleStoredRaw(t *testing.T) {
 	_, iw, w := newImage(t, 64<<20, capture.Options{Codec: image.CodecZstd, ChunkSize: 256 << 10})
-	// Full-entropy bytes: testenv.Garbage's odd bytes carry 7 bits each,
-	// which the literal coder rightly shrinks.
-	random := make([]byte, 4<<20)
-	rng := rand.New(rand.NewPCG(1, 1))
-	for i := range random {
-		random[i] = byte(rng.Uint32())
-	}
+	random := testenv.Random(4<<20, 1)
 	text := bytes.Repeat([]byte("compressible text, over and over. "), (4<<20)/34)
 	if err := w.Write(0, random); err != nil {
 		t.Fatal(err)

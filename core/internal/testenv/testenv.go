@@ -146,7 +146,20 @@ func WriteAt(t testing.TB, path string, off int64, data []byte) {
 	}
 }
 
-// Garbage returns n pseudo-random bytes from seed.
+// Random returns n pseudo-random bytes from seed, every value equally
+// likely: data no compressor can shrink.
+func Random(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// Garbage returns n pseudo-random bytes from seed, all odd, so that no
+// block reads as free space (7 bits each: a literal coder shrinks them by
+// an eighth; use Random for incompressible data).
 func Garbage(n int, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	b := make([]byte, n)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/diskcast/diskcast/core/internal/testenv"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -70,10 +71,7 @@ func TestRoundTrip(t *testing.T) {
 			text[i] = "abcdefgh ijk\n"[r.IntN(13)]
 		}
 		roundTrip(t, e, text)
-		random := make([]byte, n)
-		for i := range random {
-			random[i] = byte(r.Uint32())
-		}
+		random := testenv.Random(n, uint64(n))
 		if f := roundTrip(t, e, random); len(f) > n+n/1000+16 {
 			t.Errorf("%d random bytes took %d: raw blocks should cost 3 bytes per 128 KiB", n, len(f))
 		}
@@ -95,14 +93,10 @@ func TestBeyondMaxSize(t *testing.T) {
 // offsets a chunk can hold, whose extra bits fill the bit buffer.
 func TestLongSequences(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	far := make([]byte, 3<<20) // 24 whole blocks
-	for i := range far {
-		far[i] = byte(r.Uint32())
-	}
+	far := testenv.Random(3<<20, 3) // 24 whole blocks
 	src := append([]byte(nil), far...)
-	for range 70000 { // 70000 literals, then a 100000-byte match 3 MiB back
-		src = append(src, byte(r.Uint32()))
-	}
+	// 70000 literals, then a 100000-byte match 3 MiB back.
+	src = append(src, testenv.Random(70000, 4)...)
 	src = append(src, far[10:100010]...)
 	src = append(src, mixed(r, 1<<20)...)
 	src = append(src, far[5000:200000]...)
@@ -132,10 +126,7 @@ func TestSmallerThanKlauspost(t *testing.T) {
 // TestReferenceDecoder has the zstd command line tool, an independent
 // decoder, read frames of every kind this encoder writes.
 func TestReferenceDecoder(t *testing.T) {
-	zstdTool, err := exec.LookPath("zstd")
-	if err != nil {
-		t.Skip("zstd command not installed (apt-get install zstd)")
-	}
+	testenv.RequireCommands(t, "zstd")
 	r := rand.New(rand.NewPCG(7, 8))
 	dir := t.TempDir()
 	e := New()
@@ -145,7 +136,7 @@ func TestReferenceDecoder(t *testing.T) {
 		if err := os.WriteFile(path, e.EncodeAll(src, nil), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command(zstdTool, "-d", "-c", "-q", path).Output()
+		out, err := exec.Command("zstd", "-d", "-c", "-q", path).Output()
 		if err != nil {
 			t.Fatalf("case %d (%d bytes): zstd -d: %v", i, n, err)
 		}
